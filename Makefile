@@ -1,0 +1,94 @@
+# lowbit: one entry point. `make` builds build/lowbit; `make test` runs the doctest suite;
+# `make demo` trains a small model end to end; `make deps` installs Debian packages;
+# SAN=1 builds with ASan+UBSan (into build-san/); GPU=0|1|auto picks the backend (default 0: CPU
+# build linking the stub in core/cuda/stub.cpp, whose CUDA entry points throw a clear error).
+
+SAN ?= 0
+GPU ?= 0
+OPT ?= -O3 -march=native
+
+CXX ?= g++
+ifeq ($(SAN),1)
+  BUILD := build-san
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  LDSAN := -fsanitize=address,undefined
+else
+  BUILD := build
+  LDSAN :=
+endif
+
+# GPU=auto: the CUDA backend when nvcc and cudnn.h are found, else the CPU build with a message.
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA_HOME ?= /usr/local/cuda
+ifeq ($(GPU),auto)
+  ifneq ($(and $(NVCC),$(wildcard $(CUDA_HOME)/include/cudnn.h)),)
+    override GPU := 1
+  else
+    $(info GPU=auto: nvcc or cudnn.h not found, building the CPU backend)
+    override GPU := 0
+  endif
+endif
+
+# -std=c++17 (ISO, not gnu++17) keeps GCC from contracting a*b+c into FMAs, which METHODS.md asks
+# of the quantizer arithmetic; kernels that want FMAs use them explicitly.
+CXXFLAGS := -std=c++17 $(OPT) -fopenmp -Wall -Wextra -Wno-unused-parameter -I. \
+            -I/usr/include/x86_64-linux-gnu/openblas-pthread -MMD -MP
+LDLIBS := -fopenmp -lopenblas -lpthread -lm $(LDSAN)
+
+LIB_DIRS := core core/cpu layers quant prune models datasets tools
+LIB_SRCS := $(filter-out tools/main.cpp,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.cpp)))
+ifeq ($(GPU),1)
+  CU_SRCS := $(wildcard core/cuda/*.cu)
+  ifeq ($(CU_SRCS),)
+    $(error GPU=1: the CUDA backend (core/cuda/*.cu) is not written yet; build with GPU=0)
+  endif
+  LIB_SRCS += $(filter-out core/cuda/stub.cpp,$(wildcard core/cuda/*.cpp))
+else
+  LIB_SRCS += core/cuda/stub.cpp
+endif
+TEST_SRCS := $(wildcard tests/*.cpp)
+
+LIB_OBJS := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o)
+TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/obj/%.o)
+MAIN_OBJ := $(BUILD)/obj/tools/main.o
+
+.PHONY: all test demo deps clean bench
+all: $(BUILD)/lowbit
+
+$(BUILD)/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/lowbit: $(MAIN_OBJ) $(LIB_OBJS)
+	$(CXX) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/lowbit_tests: $(TEST_OBJS) $(LIB_OBJS)
+	$(CXX) -o $@ $^ $(LDLIBS)
+
+# TEST_ARGS passes doctest options, e.g. make test TEST_ARGS='-tc="conv2d*"'.
+test: $(BUILD)/lowbit_tests $(BUILD)/lowbit
+	LOWBIT_BIN=$(abspath $(BUILD)/lowbit) ./$(BUILD)/lowbit_tests $(TEST_ARGS)
+
+DEMO_ARGS ?=
+demo: deps $(BUILD)/lowbit
+	./tools/demo.sh $(BUILD)/lowbit $(DEMO_ARGS)
+
+bench: $(BUILD)/lowbit
+	./$(BUILD)/lowbit bench --model resnet20 --batch 128 --iters 20
+
+# Installs what is missing from Debian's packages (sudo when not root).
+DEB_PKGS := g++ make libopenblas-dev libstb-dev doctest-dev nlohmann-json3-dev libcli11-dev
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	else echo "make deps: all packages present"; fi
+
+clean:
+	rm -rf build build-san
+
+-include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(MAIN_OBJ:.o=.d)

@@ -1,0 +1,196 @@
+// The autograd engine: node recording, reverse-topological backward with gradient accumulation,
+// graph walking and Graphviz output.
+#include "core/autograd.h"
+
+#include <algorithm>
+#include <atomic>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "core/ops.h"
+
+namespace lowbit {
+
+namespace {
+thread_local bool g_grad_enabled = true;
+std::atomic<int64_t> g_node_seq{0};
+
+// Adds g into the slot (allocating on first use). Accumulation copies, so a slot never aliases a
+// tensor that an op returned (ops may return the same gradient for several inputs).
+void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
+  if (!g.defined()) return;
+  if (!slot) {
+    slot = g.clone().impl_ptr();
+    return;
+  }
+  Tensor acc(slot);
+  add_inplace(acc, g);
+}
+}  // namespace
+
+bool grad_enabled() { return g_grad_enabled; }
+NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }
+
+Tensor Node::output_tensor() const {
+  auto p = output.lock();
+  return p ? Tensor(p) : Tensor();
+}
+
+bool should_record(const std::vector<Tensor>& inputs) {
+  if (!g_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+Tensor record(Tensor out, const std::string& kind, std::vector<Tensor> inputs,
+              std::vector<std::string> input_names, BackwardFn backward) {
+  if (!should_record(inputs)) return out;
+  auto node = std::make_shared<Node>();
+  node->kind = kind;
+  node->inputs = std::move(inputs);
+  node->input_names = std::move(input_names);
+  node->input_names.resize(node->inputs.size());
+  node->out_shape = out.shape();
+  node->out_dtype = out.dtype();
+  node->output = out.impl_ptr();
+  node->backward = std::move(backward);
+  node->seq = g_node_seq++;
+  out.impl().node = node;
+  out.impl().requires_grad = true;
+  return out;
+}
+
+Tensor name_node(Tensor t, const std::string& name) {
+  if (t.defined() && t.node()) t.node()->name = name;
+  return t;
+}
+
+std::vector<std::shared_ptr<Node>> graph_nodes(const Tensor& root) {
+  std::vector<std::shared_ptr<Node>> order;
+  if (!root.defined() || !root.node()) return order;
+  // Iterative post-order DFS: a deep network must not overflow the stack.
+  std::unordered_set<Node*> seen;
+  std::vector<std::pair<std::shared_ptr<Node>, size_t>> stack;
+  stack.push_back({root.node(), 0});
+  seen.insert(root.node().get());
+  while (!stack.empty()) {
+    auto& [node, next] = stack.back();
+    if (next < node->inputs.size()) {
+      const Tensor& in = node->inputs[next++];
+      if (in.defined() && in.node() && !seen.count(in.node().get())) {
+        seen.insert(in.node().get());
+        stack.push_back({in.node(), 0});
+      }
+    } else {
+      order.push_back(node);
+      stack.pop_back();
+    }
+  }
+  return order;
+}
+
+void backward(const Tensor& root, const Tensor& grad_root, const BackwardOptions& opts) {
+  check_defined(root, "backward", "root");
+  LB_CHECK(root.requires_grad(), "backward: the root tensor does not require a gradient (no input "
+           "of the graph requires one, or it was computed under no_grad)");
+  Tensor g0 = grad_root;
+  if (!g0.defined()) {
+    LB_CHECK(root.numel() == 1, "backward: root has shape ", shape_str(root.shape()),
+             "; a gradient must be given for a root with more than one element");
+    g0 = Tensor::full(root.shape(), 1.0, root.dtype());
+  }
+  LB_CHECK(g0.shape() == root.shape(), "backward: gradient shape ", shape_str(g0.shape()),
+           " does not match root shape ", shape_str(root.shape()));
+  LB_CHECK(g0.dtype() == root.dtype(), "backward: gradient dtype ", dtype_name(g0.dtype()),
+           " does not match root dtype ", dtype_name(root.dtype()));
+
+  if (!root.node()) {  // a leaf: its gradient is the given one
+    std::shared_ptr<TensorImpl>& slot = root.impl().grad;
+    accumulate(slot, g0);
+    return;
+  }
+  // Each node's output gradient is accumulated in this map while consumers run.
+  std::unordered_map<Node*, std::shared_ptr<TensorImpl>> pending;
+  std::vector<std::shared_ptr<Node>> order = graph_nodes(root);
+  accumulate(pending[root.node().get()], g0);
+  NoGradGuard no_grad;  // backward functions compute plain tensors
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    Node& node = **it;
+    auto found = pending.find(&node);
+    if (found == pending.end() || !found->second) continue;  // no gradient flows here
+    Tensor gout(found->second);
+    pending.erase(found);
+    LB_CHECK(node.backward, "backward: node ", node.label(), " was already freed; pass "
+             "retain_graph to backpropagate twice through the same graph");
+    std::vector<Tensor> gin = node.backward(node, gout);
+    LB_CHECK(gin.size() == node.inputs.size(), "backward of ", node.label(), " returned ",
+             gin.size(), " gradients for ", node.inputs.size(), " inputs");
+    for (auto& hook : node.grad_hooks) hook(node, gout, gin);
+    for (size_t i = 0; i < gin.size(); ++i) {
+      const Tensor& in = node.inputs[i];
+      if (!gin[i].defined() || !in.defined() || !in.requires_grad()) continue;
+      LB_CHECK(gin[i].shape() == in.shape(), "backward of ", node.label(), ": gradient for input ",
+               i, " has shape ", shape_str(gin[i].shape()), ", input has ", shape_str(in.shape()));
+      if (in.node())
+        accumulate(pending[in.node().get()], gin[i]);
+      else
+        accumulate(in.impl().grad, gin[i]);
+    }
+    if (!opts.retain_graph) node.backward = nullptr;  // frees what the closure saved
+  }
+}
+
+Tensor sum_to_shape(const Tensor& g, const Shape& shape) {
+  if (g.shape() == shape) return g;
+  // Sum the leading axes that broadcasting added, then the axes where shape has size 1.
+  const int64_t lead = g.dim() - (int64_t)shape.size();
+  LB_CHECK(lead >= 0, "sum_to_shape: cannot reduce ", shape_str(g.shape()), " to ", shape_str(shape));
+  std::vector<int64_t> axes;
+  for (int64_t i = 0; i < lead; ++i) axes.push_back(i);
+  for (size_t i = 0; i < shape.size(); ++i)
+    if (shape[i] == 1 && g.shape()[lead + i] != 1) axes.push_back(lead + (int64_t)i);
+  Tensor r = axes.empty() ? g : sum(g, axes, /*keepdim=*/false);
+  return r.view(shape);
+}
+
+void write_dot(const Tensor& root, std::ostream& os) {
+  os << "digraph lowbit {\n  rankdir=BT;\n  node [fontname=\"Helvetica\", fontsize=10];\n";
+  auto order = graph_nodes(root);
+  std::unordered_map<const void*, std::string> leaf_ids;
+  auto quote = [](const std::string& s) {
+    std::string r;
+    for (char c : s) r += (c == '"' ? std::string("\\\"") : std::string(1, c));
+    return r;
+  };
+  for (auto& n : order) {
+    std::string id = "n" + std::to_string(n->seq);
+    os << "  " << id << " [shape=box, label=\"" << quote(n->name.empty() ? n->kind : n->name)
+       << "\\n" << n->kind << " " << shape_str(n->out_shape) << "\"];\n";
+    for (size_t i = 0; i < n->inputs.size(); ++i) {
+      const Tensor& in = n->inputs[i];
+      if (!in.defined()) continue;
+      std::string src;
+      if (in.node()) {
+        src = "n" + std::to_string(in.node()->seq);
+      } else {
+        const void* key = in.impl_ptr().get();
+        auto f = leaf_ids.find(key);
+        if (f == leaf_ids.end()) {
+          src = "l" + std::to_string(leaf_ids.size());
+          leaf_ids[key] = src;
+          std::string label = in.name().empty() ? n->input_names[i] : in.name();
+          os << "  " << src << " [shape=ellipse, label=\"" << quote(label) << "\\n"
+             << shape_str(in.shape()) << "\"" << (in.requires_grad() ? ", style=bold" : "") << "];\n";
+        } else {
+          src = f->second;
+        }
+      }
+      os << "  " << src << " -> " << id << " [label=\"" << quote(n->input_names[i]) << "\"];\n";
+    }
+  }
+  os << "}\n";
+}
+
+}  // namespace lowbit

@@ -1,0 +1,73 @@
+// relu, relu6 and dropout. relu's gradient at exactly 0 is 0 (PyTorch's convention); relu6 passes
+// the gradient on the open interval (0, 6).
+#include "core/autograd.h"
+#include "core/cpu/elementwise_kernels.h"
+#include "core/ops.h"
+#include "core/rng.h"
+
+namespace lowbit {
+
+namespace {
+
+// y = clamp(x, 0, hi) (hi < 0: no upper bound); gradient passes where 0 < x < hi.
+Tensor clamp_relu(const Tensor& x, double hi, const char* op) {
+  check_float(x, op, "x");
+  check_cpu(x, op);
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  LB_DISPATCH_FLOAT(x.dtype(), op, [&] {
+    const scalar_t h = (scalar_t)hi;
+    if (hi < 0)
+      unary_cpu(y.data<scalar_t>(), x.data<scalar_t>(), x.numel(),
+                [](scalar_t v) { return v > 0 ? v : (scalar_t)0; });
+    else
+      unary_cpu(y.data<scalar_t>(), x.data<scalar_t>(), x.numel(),
+                [h](scalar_t v) { return v > 0 ? (v < h ? v : h) : (scalar_t)0; });
+  });
+  Tensor sx = x.detach();
+  return record(y, op, {x}, {"x"}, [sx, hi](const Node&, const Tensor& g) {
+    Tensor gx = Tensor::empty(g.shape(), g.dtype());
+    LB_DISPATCH_FLOAT(g.dtype(), "relu backward", [&] {
+      const scalar_t* px = sx.data<scalar_t>();
+      const scalar_t* pg = g.data<scalar_t>();
+      scalar_t* po = gx.data<scalar_t>();
+      const scalar_t h = (scalar_t)hi;
+      parallel_for(g.numel(), 1, [&](int64_t s, int64_t e) {
+        for (int64_t i = s; i < e; ++i)
+          po[i] = (px[i] > 0 && (hi < 0 || px[i] < h)) ? pg[i] : (scalar_t)0;
+      });
+    });
+    return std::vector<Tensor>{gx};
+  });
+}
+
+}  // namespace
+
+Tensor relu(const Tensor& x) { return clamp_relu(x, -1.0, "relu"); }
+Tensor relu6(const Tensor& x) { return clamp_relu(x, 6.0, "relu6"); }
+
+Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t stream) {
+  check_float(x, "dropout", "x");
+  LB_CHECK(p >= 0 && p < 1, "dropout: p must be in [0, 1), got ", p);
+  if (!training || p == 0) return x;
+  check_cpu(x, "dropout");
+  Tensor mask = Tensor::empty(x.shape(), x.dtype());
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  LB_DISPATCH_FLOAT(x.dtype(), "dropout", [&] {
+    scalar_t* pm = mask.data<scalar_t>();
+    scalar_t* py = y.data<scalar_t>();
+    const scalar_t* px = x.data<scalar_t>();
+    const scalar_t keep_scale = (scalar_t)(1.0 / (1.0 - p));
+    parallel_for(x.numel(), 8, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) {
+        pm[i] = rng_uniform_f(seed, stream, (uint64_t)i) >= (float)p ? keep_scale : (scalar_t)0;
+        py[i] = px[i] * pm[i];
+      }
+    });
+  });
+  return record(y, "dropout", {x}, {"x"}, [mask](const Node&, const Tensor& g) {
+    NoGradGuard ng;
+    return std::vector<Tensor>{mul(g, mask)};
+  });
+}
+
+}  // namespace lowbit

@@ -1,0 +1,102 @@
+// The engine: recording, accumulation, no_grad, hooks, graph dump, broadcasting, reductions.
+#include <doctest/doctest.h>
+
+#include <sstream>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "tests/gradcheck.h"
+
+using namespace lowbit;
+using namespace lowbit::test;
+
+TEST_CASE("autograd: gradient accumulates over two uses and two passes") {
+  Tensor x = Tensor::from_vector<double>({3}, {1, 2, 3}).set_requires_grad(true);
+  Tensor y = sum(add(mul(x, x), x));  // d/dx = 2x + 1
+  backward(y);
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{3, 5, 7});
+  Tensor y2 = sum(x);
+  backward(y2);
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{4, 6, 8});
+}
+
+TEST_CASE("autograd: no_grad records nothing") {
+  Tensor x = Tensor::ones({2}, DType::f64).set_requires_grad(true);
+  NoGradGuard ng;
+  Tensor y = mul(x, x);
+  CHECK_FALSE(y.requires_grad());
+  CHECK(y.node() == nullptr);
+}
+
+TEST_CASE("autograd: backward on a non-scalar without gradient is an error") {
+  Tensor x = Tensor::ones({2}, DType::f64).set_requires_grad(true);
+  Tensor y = mul(x, x);
+  CHECK_THROWS_WITH_AS(backward(y), doctest::Contains("gradient must be given"), Error);
+}
+
+TEST_CASE("autograd: hooks see a node's gradients and the graph dumps as DOT") {
+  Tensor w = Tensor::from_vector<double>({2}, {1, -2}).set_requires_grad(true).set_name("w");
+  Tensor x = Tensor::from_vector<double>({2}, {3, 4});
+  Tensor prod = name_node(mul(w, x), "layer/mul");
+  Tensor loss = sum(prod);
+  std::vector<double> seen;
+  prod.node()->grad_hooks.push_back([&](const Node& n, const Tensor& gout, const std::vector<Tensor>& gin) {
+    CHECK(n.name == "layer/mul");
+    seen = gin[0].to_vector<double>();
+  });
+  auto nodes = graph_nodes(loss);
+  REQUIRE(nodes.size() == 2);
+  CHECK(nodes[0]->kind == "mul");
+  CHECK(nodes[1]->kind == "sum");
+  std::ostringstream dot;
+  write_dot(loss, dot);
+  CHECK(dot.str().find("layer/mul") != std::string::npos);
+  CHECK(dot.str().find("digraph") != std::string::npos);
+  backward(loss);
+  CHECK(seen == std::vector<double>{3, 4});
+}
+
+TEST_CASE("broadcasting ops: forward values and finite-difference gradients") {
+  Tensor a = rand_tensor({2, 3, 4}, 1);
+  Tensor b = rand_tensor({3, 1}, 2, 0.5, 1.5);
+  Tensor y = add(a, b);
+  CHECK(y.shape() == Shape{2, 3, 4});
+  CHECK(y.data<double>()[5] == doctest::Approx(a.data<double>()[5] + b.data<double>()[1]));
+  CHECK_GRADCHECK(gradcheck([](const std::vector<Tensor>& in) { return add(in[0], in[1]); }, {a, b}));
+  CHECK_GRADCHECK(gradcheck([](const std::vector<Tensor>& in) { return sub(in[0], in[1]); }, {a, b}));
+  CHECK_GRADCHECK(gradcheck([](const std::vector<Tensor>& in) { return mul(in[0], in[1]); }, {a, b}));
+  CHECK_GRADCHECK(gradcheck([](const std::vector<Tensor>& in) { return div(in[0], in[1]); }, {a, b}));
+  CHECK_THROWS_WITH_AS(add(rand_tensor({2, 3}, 1), rand_tensor({4}, 2)),
+                       doctest::Contains("cannot be broadcast"), Error);
+  CHECK_THROWS_WITH_AS(add(rand_tensor({2}, 1), rand_tensor({2}, 2, 0, 1, DType::f32)),
+                       doctest::Contains("dtype mismatch"), Error);
+}
+
+TEST_CASE("reductions: sum and mean over axes") {
+  Tensor x = Tensor::from_vector<double>({2, 3}, {1, 2, 3, 4, 5, 6});
+  CHECK(sum(x).item<double>() == 21);
+  CHECK(sum(x, {0}).to_vector<double>() == std::vector<double>{5, 7, 9});
+  CHECK(sum(x, {1}, true).shape() == Shape{2, 1});
+  CHECK(mean(x, {-1}).to_vector<double>() == std::vector<double>{2, 5});
+  CHECK_THROWS_WITH_AS(sum(x, {2}), doctest::Contains("axis 2 out of range"), Error);
+  Tensor r = rand_tensor({2, 3, 4}, 5);
+  CHECK_GRADCHECK(gradcheck([](const std::vector<Tensor>& in) { return sum(in[0], {0, 2}); }, {r}));
+  CHECK_GRADCHECK(gradcheck([](const std::vector<Tensor>& in) { return mean(in[0], {1}, true); }, {r}));
+}
+
+TEST_CASE("activations: relu and relu6 forward and gradient away from kinks") {
+  Tensor x = Tensor::from_vector<double>({5}, {-1, 0.5, 3, 6.5, 7});
+  CHECK(relu(x).to_vector<double>() == std::vector<double>{0, 0.5, 3, 6.5, 7});
+  CHECK(relu6(x).to_vector<double>() == std::vector<double>{0, 0.5, 3, 6, 6});
+  CHECK_GRADCHECK(gradcheck([](const std::vector<Tensor>& in) { return relu(in[0]); }, {x}));
+  CHECK_GRADCHECK(gradcheck([](const std::vector<Tensor>& in) { return relu6(in[0]); }, {x}));
+}
+
+TEST_CASE("dropout: same mask for the same key, expectation preserved") {
+  Tensor x = Tensor::ones({10000}, DType::f64);
+  Tensor a = dropout(x, 0.3, true, 7, 1), b = dropout(x, 0.3, true, 7, 1), c = dropout(x, 0.3, true, 7, 2);
+  CHECK(a.to_vector<double>() == b.to_vector<double>());
+  CHECK(a.to_vector<double>() != c.to_vector<double>());
+  CHECK(sum(a).item<double>() / 10000 == doctest::Approx(1.0).epsilon(0.03));
+  CHECK(dropout(x, 0.3, false, 7, 1).same(x));
+}

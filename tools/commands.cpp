@@ -1,0 +1,51 @@
+// `lowbit` dispatch, --version and --help.
+#include "tools/commands.h"
+
+#include <cstdio>
+#include <cstring>
+
+#include "core/cpu/blas.h"
+#include "core/device_memory.h"
+#include "core/error.h"
+
+namespace lowbit {
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> table = {
+      {"grad", "run one op forward and backward on .npy tensors (gradient auditing)", cmd_grad},
+  };
+  return table;
+}
+
+std::string version_string() {
+  std::string v = "lowbit 0.1.0";
+  v += "\nblas: OpenBLAS, core " + blas_core_name();
+  const char* forced = std::getenv("OPENBLAS_CORETYPE");
+  if (forced) v += std::string(" (OPENBLAS_CORETYPE=") + forced + ")";
+  v += std::string("\ncuda: ") + (cuda_available() ? "available" : "not built (CPU build)");
+  return v;
+}
+
+static void print_help() {
+  std::printf("usage: lowbit COMMAND [options]   (lowbit COMMAND --help for its options)\n\n");
+  for (const Command& c : commands()) std::printf("  %-8s %s\n", c.name, c.summary);
+  std::printf("\n  --version  print the version and the OpenBLAS kernel in use\n");
+}
+
+int run_command(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    print_help();
+    return argc < 2 ? 2 : 0;
+  }
+  if (!std::strcmp(argv[1], "--version")) {
+    std::printf("%s\n", version_string().c_str());
+    return 0;
+  }
+  for (const Command& c : commands())
+    if (!std::strcmp(argv[1], c.name)) return c.fn(argc - 1, argv + 1);
+  std::string names;
+  for (const Command& c : commands()) names += std::string(names.empty() ? "" : ", ") + c.name;
+  LB_FAIL("unknown command '", argv[1], "' (commands: ", names, ")");
+}
+
+}  // namespace lowbit
