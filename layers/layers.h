@@ -1,0 +1,124 @@
+// The standard layers. Each records its graph nodes under its own path (Module::node_name), and
+// holds parameters under PyTorch's names, so a checkpoint loads into the matching torch.nn module.
+#pragma once
+#include <cstdint>
+
+#include "layers/module.h"
+
+namespace lowbit {
+
+// torch.nn.Conv2d. Init: kaiming_normal_(mode='fan_out', nonlinearity='relu'), as torchvision's
+// ResNets do; bias (when present) zero.
+class Conv2d : public Module {
+ public:
+  Conv2d(int64_t in_ch, int64_t out_ch, int64_t kernel, int64_t stride = 1, int64_t padding = 0,
+         int64_t groups = 1, bool bias = false, int64_t dilation = 1);
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "Conv2d"; }
+  std::string describe() const override;
+  Tensor weight, bias;
+  Conv2dOptions opts;
+  int64_t in_channels, out_channels, kernel_size;
+};
+
+// torch.nn.Linear. Init as PyTorch: weight and bias uniform in +-1/sqrt(in).
+class Linear : public Module {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias = true);
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "Linear"; }
+  std::string describe() const override;
+  Tensor weight, bias;
+  int64_t in_features, out_features;
+};
+
+// torch.nn.BatchNorm2d: weight 1, bias 0, running_mean 0, running_var 1, num_batches_tracked
+// (int64) counted in training.
+class BatchNorm2d : public Module {
+ public:
+  explicit BatchNorm2d(int64_t channels, double eps = 1e-5, double momentum = 0.1);
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "BatchNorm2d"; }
+  std::string describe() const override;
+  Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+  double eps, momentum;
+};
+
+class ReLU : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "ReLU"; }
+};
+
+class ReLU6 : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "ReLU6"; }
+};
+
+class MaxPool2d : public Module {
+ public:
+  MaxPool2d(int64_t kernel, int64_t stride, int64_t padding = 0);
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "MaxPool2d"; }
+  Pool2dOptions opts;
+};
+
+class AvgPool2d : public Module {
+ public:
+  AvgPool2d(int64_t kernel, int64_t stride, int64_t padding = 0);
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "AvgPool2d"; }
+  Pool2dOptions opts;
+};
+
+// (N, C, H, W) -> (N, C)
+class GlobalAvgPool : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "GlobalAvgPool"; }
+};
+
+class Flatten : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "Flatten"; }
+};
+
+class ChannelShuffle : public Module {
+ public:
+  explicit ChannelShuffle(int64_t groups) : groups(groups) {}
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "ChannelShuffle"; }
+  int64_t groups;
+};
+
+// Dropout draws its mask from (seed, a per-call counter), so a run is reproducible.
+class Dropout : public Module {
+ public:
+  explicit Dropout(double p, uint64_t seed = 0) : p(p), seed(seed) {}
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "Dropout"; }
+  double p;
+  uint64_t seed, calls = 0;
+};
+
+class Sequential : public Module {
+ public:
+  Sequential() = default;
+  // Children are named "0", "1", ... as in torch.nn.Sequential.
+  Sequential& add(ModulePtr m);
+  Tensor forward(const Tensor& x) override;
+  std::string kind() const override { return "Sequential"; }
+  size_t size() const { return layers_.size(); }
+  ModulePtr at(size_t i) const { return layers_.at(i); }
+
+ private:
+  std::vector<ModulePtr> layers_;
+};
+
+// Weight init helpers (counter-based RNG: the same seed gives the same weights).
+void init_kaiming_normal_fan_out(Tensor& w, uint64_t seed, uint64_t stream);
+void init_uniform(Tensor& w, double bound, uint64_t seed, uint64_t stream);
+
+}  // namespace lowbit
