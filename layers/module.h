@@ -55,6 +55,12 @@ class Module {
   void zero_grad();
   int64_t num_parameters() const;
 
+  // (Re)initialises this module's own parameters and buffers from the seed. Each tensor draws
+  // from its own stream, stream_id(full name), so init does not depend on construction order.
+  virtual void reset_parameters(uint64_t seed) {}
+  // Calls reset_parameters on every module of the tree.
+  void init(uint64_t seed);
+
  protected:
   Tensor& register_parameter(const std::string& name, Tensor t);  // sets requires_grad
   Tensor& register_buffer(const std::string& name, Tensor t);
