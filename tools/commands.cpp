@@ -12,6 +12,10 @@ namespace lowbit {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
+      {"train", "train a model (CIFAR-10/100, image folders, synthetic)", cmd_train},
+      {"eval", "evaluate a model checkpoint on a test split", cmd_eval},
+      {"bench", "time training and eval steps of a model", cmd_bench},
+      {"plot", "draw a run's loss and accuracy curves to PNG", cmd_plot},
       {"grad", "run one op forward and backward on .npy tensors (gradient auditing)", cmd_grad},
   };
   return table;

@@ -18,5 +18,9 @@ int run_command(int argc, char** argv);
 std::string version_string();
 
 int cmd_grad(int argc, char** argv);
+int cmd_train(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
+int cmd_plot(int argc, char** argv);
 
 }  // namespace lowbit

@@ -1,0 +1,105 @@
+// `lowbit bench --model M --batch B --iters N`: median time of a training step (forward, backward,
+// SGD update) and of an eval forward on random data, after warm-up; images/s, achieved GFLOP/s
+// (from the model's MACs: a training step counts 3x the forward) and peak resident memory.
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "core/parallel.h"
+#include "core/rng.h"
+#include "layers/optim.h"
+#include "models/models.h"
+#include "tools/commands.h"
+
+namespace lowbit {
+
+namespace {
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : (v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]));
+}
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+int cmd_bench(int argc, char** argv) {
+  CLI::App app{"Time training and evaluation steps of a model on random data", "lowbit bench"};
+  std::string model_name = "resnet20";
+  int64_t batch = 128, iters = 20, warmup = 3, classes = 10;
+  int threads = 0;
+  bool json = false;
+  app.add_option("--model", model_name)->capture_default_str();
+  app.add_option("--batch", batch)->capture_default_str();
+  app.add_option("--iters", iters, "timed iterations")->capture_default_str();
+  app.add_option("--warmup", warmup, "untimed iterations first")->capture_default_str();
+  app.add_option("--classes", classes)->capture_default_str();
+  app.add_option("--threads", threads, "0: all cores")->capture_default_str();
+  app.add_flag("--json", json, "print the result as JSON");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  LB_CHECK(batch >= 1 && iters >= 1 && warmup >= 0, "bench: --batch and --iters must be >= 1");
+  set_num_threads(threads);
+  auto model = make_model(model_name, classes, 1);
+  int64_t macs = 0;
+  for (const LayerInfo& l : model_info(*model)) macs += l.macs;
+
+  Tensor x = Tensor::empty({batch, 3, 32, 32});
+  float* px = x.data<float>();
+  for (int64_t i = 0; i < x.numel(); ++i) px[i] = (float)rng_normal(1, 5, (uint64_t)i);
+  Tensor y = Tensor::empty({batch}, DType::i64);
+  for (int64_t i = 0; i < batch; ++i) y.data<int64_t>()[i] = i % classes;
+
+  std::vector<ParamGroup> groups(1);
+  groups[0].params = model->named_parameters();
+  groups[0].weight_decay = 5e-4;
+  SGD opt(groups, 0.9, 0.0, true);
+  opt.set_lr(0.01);
+  std::vector<double> train_t, eval_t;
+  model->train();
+  for (int64_t i = 0; i < warmup + iters; ++i) {
+    double t0 = now_s();
+    Tensor loss = softmax_cross_entropy((*model)(x), y);
+    opt.zero_grad();
+    backward(loss);
+    opt.step();
+    if (i >= warmup) train_t.push_back(now_s() - t0);
+  }
+  model->eval();
+  {
+    NoGradGuard ng;
+    for (int64_t i = 0; i < warmup + iters; ++i) {
+      double t0 = now_s();
+      Tensor out = (*model)(x);
+      if (i >= warmup) eval_t.push_back(now_s() - t0);
+    }
+  }
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  const double peak_mb = (double)ru.ru_maxrss / 1024.0;
+  const double tt = median(train_t), te = median(eval_t);
+  const double train_ips = (double)batch / tt, eval_ips = (double)batch / te;
+  const double train_gflops = 3.0 * 2.0 * (double)macs * (double)batch / tt * 1e-9;
+  const double eval_gflops = 2.0 * (double)macs * (double)batch / te * 1e-9;
+  nlohmann::json j = {{"model", model_name}, {"batch", batch}, {"threads", num_threads()},
+                      {"iters", iters}, {"train_img_per_s", train_ips}, {"eval_img_per_s", eval_ips},
+                      {"train_step_ms", 1e3 * tt}, {"eval_step_ms", 1e3 * te},
+                      {"train_gflops", train_gflops}, {"eval_gflops", eval_gflops},
+                      {"macs_per_image", macs}, {"peak_rss_mb", peak_mb}};
+  if (json)
+    std::printf("%s\n", j.dump().c_str());
+  else
+    std::printf("train_img_per_s=%.1f eval_img_per_s=%.1f train_gflops=%.1f eval_gflops=%.1f "
+                "peak_rss_mb=%.0f (model %s, batch %lld, threads %d, median of %lld)\n",
+                train_ips, eval_ips, train_gflops, eval_gflops, peak_mb, model_name.c_str(),
+                (long long)batch, num_threads(), (long long)iters);
+  return 0;
+}
+
+}  // namespace lowbit
