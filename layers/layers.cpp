@@ -140,9 +140,9 @@ void BatchNorm2d::reset_parameters(uint64_t) {
 }
 
 Tensor BatchNorm2d::forward(const Tensor& x) {
+  Tensor y = batch_norm2d(x, weight, bias, running_mean, running_var, training(), momentum, eps);
   if (training()) num_batches_tracked.data<int64_t>()[0] += 1;
-  return named(batch_norm2d(x, weight, bias, running_mean, running_var, training(), momentum, eps),
-               x, node_name());
+  return named(y, x, node_name());
 }
 
 std::string BatchNorm2d::describe() const {

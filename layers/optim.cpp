@@ -44,6 +44,7 @@ void Optimizer::set_lr(double base_lr) {
   LB_CHECK(std::isfinite(base_lr) && base_lr >= 0, "optimizer: lr must be finite and >= 0, got ",
            base_lr);
   base_lr_ = base_lr;
+  lr_set_ = true;
 }
 
 double Optimizer::group_lr(size_t group) const {
@@ -53,6 +54,7 @@ double Optimizer::group_lr(size_t group) const {
 }
 
 void Optimizer::step() {
+  LB_CHECK(lr_set_, kind(), " step: no learning rate; call set_lr first");
   for (size_t i = 0; i < slots_.size(); ++i) {
     const Slot& s = slots_[i];
     Tensor g = s.param.grad();

@@ -23,8 +23,8 @@ struct ParamGroup {
 
 class Optimizer {
  public:
-  // Parameter names must be unique and a tensor may sit in one group only. lr starts at 0 until
-  // set_lr is called (a schedule sets it every step).
+  // Parameter names must be unique and a tensor may sit in one group only. There is no default
+  // lr: step() is an error until set_lr has been called (a schedule sets it every step).
   explicit Optimizer(std::vector<ParamGroup> groups);
   virtual ~Optimizer() = default;
   Optimizer(const Optimizer&) = delete;
@@ -73,6 +73,7 @@ class Optimizer {
   std::vector<std::map<std::string, Tensor>> state_;  // per slot
   std::vector<Tensor> masks_;                          // per slot, maybe undefined
   double base_lr_ = 0;
+  bool lr_set_ = false;
   int64_t steps_ = 0;
 };
 

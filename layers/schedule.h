@@ -10,7 +10,7 @@ namespace lowbit {
 
 struct LrSchedule {
   std::string kind = "constant";  // constant | step | cosine | onecycle
-  double base_lr = 0.1;           // onecycle: the peak (torch's max_lr)
+  double base_lr = 0.1;           // the lr after warm-up; onecycle: the peak (torch's max_lr)
   // Linear warm-up over the first warmup_steps, as torch's LinearLR: at step k < warmup_steps
   // the factor is f + (1 - f) k / warmup_steps, f = warmup_start_factor. Not for onecycle, which
   // has its own warm-up phase.

@@ -81,6 +81,9 @@ TEST_CASE("SGD: plain, weight decay, momentum, dampening, Nesterov against hand-
   Tensor p = Tensor::ones({1});
   CHECK_THROWS_WITH_AS(SGD({group_of("w", p)}, 0.9, 0.1, true), doctest::Contains("Nesterov"),
                        Error);
+  SGD no_lr({group_of("w", p)});
+  p.set_grad(Tensor::ones({1}));
+  CHECK_THROWS_WITH_AS(no_lr.step(), doctest::Contains("call set_lr"), Error);
 }
 
 TEST_CASE("Adam and AdamW against hand-computed steps") {
