@@ -7,6 +7,7 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "core/parallel.h"
 #include "tests/gradcheck.h"
 
 using namespace lowbit;
@@ -156,6 +157,14 @@ TEST_CASE("batch_norm2d: float32 agrees with float64 and reruns are bit-identica
   CHECK(max_abs_diff(g64[4], g32a[4]) < 1e-6);
   CHECK(std::memcmp(y32a.raw(), y32b.raw(), y32a.nbytes()) == 0);
   for (size_t i = 0; i < 3; ++i) CHECK(std::memcmp(g32a[i].raw(), g32b[i].raw(), g32a[i].nbytes()) == 0);
+  // One channel per work item: one thread gives the same bits as all of them.
+  const int threads = num_threads();
+  set_num_threads(1);
+  std::vector<Tensor> g32c;
+  Tensor y32c = run(DType::f32, g32c);
+  set_num_threads(threads);
+  CHECK(std::memcmp(y32a.raw(), y32c.raw(), y32a.nbytes()) == 0);
+  for (size_t i = 0; i < 3; ++i) CHECK(std::memcmp(g32a[i].raw(), g32c[i].raw(), g32a[i].nbytes()) == 0);
 }
 
 TEST_CASE("batch_norm2d: bad inputs name the op and the shapes") {
