@@ -36,7 +36,9 @@ struct Node {
   std::vector<GradHook> grad_hooks;
   int64_t seq = 0;  // creation order, for stable topological order and dumps
 
-  bool needs_grad(size_t i) const { return i < inputs.size() && inputs[i].requires_grad(); }
+  bool needs_grad(size_t i) const {
+    return i < inputs.size() && inputs[i].defined() && inputs[i].requires_grad();
+  }
   std::string label() const { return name.empty() ? kind : name + " (" + kind + ")"; }
   Tensor output_tensor() const;  // undefined if the output was freed
 };
