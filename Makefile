@@ -55,7 +55,11 @@ MAIN_OBJ := $(BUILD)/obj/tools/main.o
 .PHONY: all test demo deps clean bench
 all: $(BUILD)/lowbit
 
-$(BUILD)/obj/%.o: %.cpp
+# Objects depend on the flags they were built with: changing OPT (or SAN) rebuilds them.
+FLAGS_STAMP := $(BUILD)/.flags
+$(shell mkdir -p $(BUILD); echo '$(CXXFLAGS)' | cmp -s - $(FLAGS_STAMP) || echo '$(CXXFLAGS)' > $(FLAGS_STAMP))
+
+$(BUILD)/obj/%.o: %.cpp $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
