@@ -178,11 +178,38 @@ TEST_CASE("safetensors: exact byte layout of a tiny file") {
   CHECK(got2.back() == '\xff');
 }
 
+TEST_CASE("safetensors: reads the file PyTorch wrote (bench/torch_interop.py --roundtrip)") {
+  // Relative to this source file, as the tests are built and run from the repository root.
+  const std::string src = __FILE__;
+  const std::string path = src.substr(0, src.rfind('/') + 1) + "fixtures/torch_roundtrip.safetensors";
+  REQUIRE_MESSAGE(fs::exists(path), "fixture missing (run the tests from the repository root): ", path);
+  SafetensorsFile f = load_safetensors(path);
+  CHECK(f.metadata == std::map<std::string, std::string>{{"format", "pt"},
+                                                         {"producer", "bench/torch_interop.py"}});
+  std::vector<std::string> names;
+  for (const auto& nt : f.tensors) names.push_back(nt.first);
+  REQUIRE(names == std::vector<std::string>{"conv.weight", "bn.running_var", "bn.num_batches_tracked",
+                                            "labels", "codes", "pixels", "empty"});
+  std::vector<float> conv(24);
+  for (int i = 0; i < 24; ++i) conv[i] = i / 4.0f - 3;  // torch.arange(24) / 4 - 3
+  CHECK(same_tensor(f.tensors[0].second, Tensor::from_vector<float>({2, 3, 2, 2}, conv)));
+  CHECK(same_tensor(f.tensors[1].second, Tensor::from_vector<double>({3}, {0.5, 1.5, 2.5})));
+  CHECK(same_tensor(f.tensors[2].second, Tensor::from_vector<int64_t>({}, {12345678901})));
+  CHECK(same_tensor(f.tensors[3].second, Tensor::from_vector<int32_t>({3}, {-5, 0, 7})));
+  CHECK(same_tensor(f.tensors[4].second, Tensor::from_vector<int8_t>({4}, {-128, -1, 0, 127})));
+  CHECK(same_tensor(f.tensors[5].second, Tensor::from_vector<uint8_t>({2, 2}, {0, 255, 16, 32})));
+  CHECK(same_tensor(f.tensors[6].second, Tensor::empty({0, 4}, DType::f32)));
+  // Written back by lowbit, the file is byte for byte what PyTorch wrote: same JSON, padding, data.
+  TempDir dir;
+  save_safetensors(dir.file("again.safetensors"), f.tensors, f.metadata);
+  CHECK(read_bytes(dir.file("again.safetensors")) == read_bytes(path));
+}
+
 TEST_CASE("safetensors: every corruption is refused with the file name and the reason") {
   TempDir dir;
   const std::string f4(4, '\0');  // one float32's worth of data
   struct Case {
-    const char* file;
+    std::string file;
     std::string bytes;
     std::vector<std::string> reasons;
   };
@@ -270,7 +297,7 @@ TEST_CASE("safetensors: every corruption is refused with the file name and the r
   };
   for (const Case& c : cases) {
     CAPTURE(c.file);
-    const std::string path = dir.file(std::string(c.file) + ".safetensors");
+    const std::string path = dir.file(c.file + ".safetensors");
     write_bytes(path, c.bytes);
     const std::string msg = error_of([&] { load_safetensors(path); });
     CAPTURE(msg);
