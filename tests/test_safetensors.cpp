@@ -388,13 +388,23 @@ TEST_CASE("write_file_atomic: replaces the file, leaves no temp files, fails cle
 
 namespace {
 
-// Version v of a "large" checkpoint: 4 MB whose every element depends on v, so a mixed or torn
-// file cannot pass for a complete version.
+// Version v of a "large" checkpoint (4 MB): a pattern that depends on v / 1000 (slow to build, so
+// built once per writer), stamped with v at both ends of `w` and in `step`, so that a torn file or
+// one mixing two versions cannot pass for a complete version.
+void stamp_version(NamedTensors& ts, int v) {
+  float* p = ts[0].second.data<float>();
+  const int64_t n = ts[0].second.numel();
+  for (int64_t i = 0; i < 1024; ++i) p[i] = p[n - 1 - i] = (float)v;
+  ts[1].second.fill(v);
+}
+
 NamedTensors version_tensors(int v) {
   Tensor w = Tensor::empty({1024, 1024});
   float* p = w.data<float>();
-  for (int64_t i = 0; i < w.numel(); ++i) p[i] = (float)((i * 31 + v) % 65536);
-  return {{"w", w}, {"step", Tensor::scalar(v, DType::i64)}};
+  for (int64_t i = 0; i < w.numel(); ++i) p[i] = (float)((i * 31 + v / 1000) & 0xffff);
+  NamedTensors ts = {{"w", w}, {"step", Tensor::scalar(0, DType::i64)}};
+  stamp_version(ts, v);
+  return ts;
 }
 
 bool is_complete_version(const SafetensorsFile& f, int v) {
@@ -442,6 +452,8 @@ TEST_CASE("save_safetensors: a writer killed with SIGKILL at a random moment nev
   CAPTURE(seed);
   std::mt19937 rng(seed);
   const auto t0 = std::chrono::steady_clock::now();
+  size_t files_before = 1;
+  int killed_in_save = 0;
   for (int round = 1; round <= 5; ++round) {
     int fds[2];
     REQUIRE(::pipe(fds) == 0);
@@ -449,9 +461,11 @@ TEST_CASE("save_safetensors: a writer killed with SIGKILL at a random moment nev
     REQUIRE(pid >= 0);
     if (pid == 0) {  // the writer: new versions back to back, reporting each completed one
       ::close(fds[0]);
+      NamedTensors ts = version_tensors(round * 1000);
       for (int v = round * 1000;; ++v) {
         try {
-          save_safetensors(path, version_tensors(v), {{"version", std::to_string(v)}});
+          stamp_version(ts, v);
+          save_safetensors(path, ts, {{"version", std::to_string(v)}});
         } catch (...) {
           ::_exit(3);
         }
@@ -462,11 +476,12 @@ TEST_CASE("save_safetensors: a writer killed with SIGKILL at a random moment nev
     // Wait for one completed save, so the file has been replaced during this round, then kill
     // the writer somewhere inside a later save (or between two).
     struct pollfd pfd = {fds[0], POLLIN, 0};
-    REQUIRE(::poll(&pfd, 1, 3000) == 1);
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 20000));
-    ::kill(pid, SIGKILL);
+    const int ready = ::poll(&pfd, 1, 3000);
+    if (ready == 1) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 60000));
+    ::kill(pid, SIGKILL);  // before any REQUIRE, so a failing test never leaves the writer running
     int status = 0;
     REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(ready == 1);
     CHECK(WIFSIGNALED(status));  // it was still writing, not dead of an error
     int last = -1, v = 0;
     while (::read(fds[0], &v, sizeof v) == (ssize_t)sizeof v) last = v;
@@ -483,8 +498,16 @@ TEST_CASE("save_safetensors: a writer killed with SIGKILL at a random moment nev
     CHECK(is_complete_version(f, got));
     // A killed writer can leave its temp file behind (nothing runs after SIGKILL), never any
     // other file; the target itself is never a temp.
-    for (const std::string& name : dir.listing())
+    const std::vector<std::string> names = dir.listing();
+    for (const std::string& name : names)
       CHECK((name == "ckpt.safetensors" || name.rfind(".ckpt.safetensors.tmp.", 0) == 0));
+    // Killed inside a save: while writing (its temp file is left) or after the rename (the file
+    // already holds the version it had not reported yet).
+    if (names.size() > files_before || got == last + 1) ++killed_in_save;
+    files_before = names.size();
   }
+  // The writer spends nearly all its time inside save_safetensors, so some kill must land there:
+  // otherwise this test did not exercise an interrupted save at all.
+  CHECK(killed_in_save >= 1);
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
 }
