@@ -4,7 +4,9 @@
 // spaces to a multiple of 64 bytes and ended by '\n', then the raw elements.
 #include "core/npy.h"
 
+#include <cctype>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -189,7 +191,9 @@ DType dtype_from_descr(const std::string& descr, const std::string& path) {
   else if (code == "i8") dt = DType::i64;
   else if (code == "i1") dt = DType::i8;
   else if (code == "u1") dt = DType::u8;
-  else LB_FAIL("read_npy: '", path, "': unsupported dtype '", descr, "' (supported: ", kSupported, ")");
+  else
+    LB_FAIL("read_npy: '", path, "': unsupported dtype '", descr, "' (supported: ", kSupported,
+            ")");
   LB_CHECK(order != '>' || dtype_size(dt) == 1, "read_npy: '", path, "': big-endian data ('",
            descr, "') is not supported; save arr.astype('<", code, "') instead");
   return dt;
@@ -217,7 +221,8 @@ Tensor read_npy(const std::string& path) {
   std::unique_ptr<std::FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
   LB_CHECK(f != nullptr, "read_npy: cannot open '", path, "': ", std::strerror(errno));
   struct stat st;
-  LB_CHECK(fstat(fileno(f.get()), &st) == 0, "read_npy: cannot stat '", path, "': ", std::strerror(errno));
+  LB_CHECK(fstat(fileno(f.get()), &st) == 0, "read_npy: cannot stat '", path,
+           "': ", std::strerror(errno));
   LB_CHECK(S_ISREG(st.st_mode), "read_npy: '", path, "' is not a regular file");
   const uint64_t file_size = (uint64_t)st.st_size;
 
@@ -226,7 +231,8 @@ Tensor read_npy(const std::string& path) {
              " (file is ", file_size, " bytes)");
   };
   unsigned char prefix[8];
-  LB_CHECK(file_size >= 8, "read_npy: '", path, "': bad magic: not a .npy file (only ", file_size, " bytes)");
+  LB_CHECK(file_size >= 8, "read_npy: '", path, "': bad magic: not a .npy file (only ", file_size,
+           " bytes)");
   read_exact(prefix, 8, "magic");
   LB_CHECK(std::memcmp(prefix, kMagic, 6) == 0, "read_npy: '", path,
            "': bad magic: not a .npy file (expected \\x93NUMPY)");
@@ -250,7 +256,8 @@ Tensor read_npy(const std::string& path) {
 
   auto dict = HeaderParser(header, path).parse_dict();
   for (const char* key : {"descr", "fortran_order", "shape"})
-    LB_CHECK(dict.count(key), "read_npy: '", path, "': header is not a valid dict: missing key '", key, "'");
+    LB_CHECK(dict.count(key), "read_npy: '", path, "': header is not a valid dict: missing key '",
+             key, "'");
   LB_CHECK(dict.size() == 3, "read_npy: '", path, "': header is not a valid dict: ", dict.size(),
            " keys, expected exactly descr, fortran_order and shape");
   const HeaderValue& descr = dict["descr"];
@@ -289,8 +296,8 @@ Tensor read_npy(const std::string& path) {
 void write_npy(const std::string& path, const Tensor& t) {
   check_defined(t, "write_npy", "tensor");
   check_cpu(t, "write_npy");
-  std::string header = str_cat("{'descr': '", descr_of(t.dtype()), "', 'fortran_order': False, 'shape': ",
-                               shape_str(t.shape()), ", }");
+  std::string header = str_cat("{'descr': '", descr_of(t.dtype()),
+                               "', 'fortran_order': False, 'shape': ", shape_str(t.shape()), ", }");
   // Pad so that the data starts on a 64-byte boundary (what NumPy does, for aligned mmap).
   const size_t prefix = 10;
   size_t total = prefix + header.size() + 1;
@@ -307,7 +314,8 @@ void write_npy(const std::string& path, const Tensor& t) {
 
   std::string tmp = path + ".tmpXXXXXX";
   int fd = mkstemp(&tmp[0]);
-  LB_CHECK(fd >= 0, "write_npy: cannot create a temporary file for '", path, "': ", std::strerror(errno));
+  LB_CHECK(fd >= 0, "write_npy: cannot create a temporary file for '", path,
+           "': ", std::strerror(errno));
   auto fail = [&](const char* what) {
     int e = errno;
     if (fd >= 0) close(fd);

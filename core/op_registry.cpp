@@ -65,7 +65,8 @@ bool OpOptions::get_bool(const std::string& key, bool def) const {
   const std::string* v = find(key);
   if (!v) return def;
   std::string s = trim(*v);
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return (char)std::tolower(c); });
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return (char)std::tolower(c); });
   if (s == "true" || s == "1") return true;
   if (s == "false" || s == "0") return false;
   LB_FAIL(op_, ": option '", key, "': expected true/false/1/0, got '", *v, "'");
@@ -84,7 +85,8 @@ std::vector<int64_t> OpOptions::get_pair(const std::string& key, int64_t def) co
   bool ok = comma == std::string::npos
                 ? parse_int64(*v, a) && (b = a, true)
                 : parse_int64(v->substr(0, comma), a) && parse_int64(v->substr(comma + 1), b);
-  LB_CHECK(ok, op_, ": option '", key, "': expected an integer or a pair such as 2,1, got '", *v, "'");
+  LB_CHECK(ok, op_, ": option '", key, "': expected an integer or a pair such as 2,1, got '", *v,
+           "'");
   return {a, b};
 }
 

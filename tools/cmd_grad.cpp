@@ -37,7 +37,8 @@ void print_op_list() {
     std::printf("%s\n    %s\n    inputs:", op.name.c_str(), op.summary.c_str());
     for (size_t i = 0; i < op.inputs.size(); ++i)
       std::printf("%s %s%s%s", i ? "," : "", op.inputs[i].name.c_str(),
-                  op.inputs[i].optional ? " (optional)" : "", op.inputs[i].integer ? " [int64]" : "");
+                  op.inputs[i].optional ? " (optional)" : "",
+                  op.inputs[i].integer ? " [int64]" : "");
     std::printf("\n");
     for (const OpOption& o : op.options)
       std::printf("    --opt %-18s %s\n", (o.name + "=").c_str(), o.help.c_str());
@@ -60,7 +61,8 @@ std::map<std::string, std::string> parse_options(const RegisteredOp& op,
     auto [key, value] = split_kv(s, op.name, "--opt");
     bool known = false;
     for (const OpOption& o : op.options) known |= o.name == key;
-    LB_CHECK(known, "grad ", op.name, ": unknown option '", key, "' (options: ", join_options(op), ")");
+    LB_CHECK(known, "grad ", op.name, ": unknown option '", key, "' (options: ", join_options(op),
+             ")");
     LB_CHECK(!values.count(key), "grad ", op.name, ": option '", key, "' given twice");
     values[key] = value;
   }
@@ -69,14 +71,16 @@ std::map<std::string, std::string> parse_options(const RegisteredOp& op,
 
 // Reads every --in file and checks names and dtypes: floating inputs share one dtype (the
 // computation's); integer inputs (class targets) are widened to int64.
-std::map<std::string, Tensor> load_inputs(const RegisteredOp& op, const std::vector<std::string>& raw) {
+std::map<std::string, Tensor> load_inputs(const RegisteredOp& op,
+                                          const std::vector<std::string>& raw) {
   std::map<std::string, Tensor> in;
   for (const std::string& s : raw) {
     auto [name, file] = split_kv(s, op.name, "--in");
     const OpInput* spec = nullptr;
     for (const OpInput& i : op.inputs)
       if (i.name == name) spec = &i;
-    LB_CHECK(spec, "grad ", op.name, ": unknown input '", name, "' (inputs: ", join_inputs(op), ")");
+    LB_CHECK(spec, "grad ", op.name, ": unknown input '", name, "' (inputs: ", join_inputs(op),
+             ")");
     LB_CHECK(!in.count(name), "grad ", op.name, ": input '", name, "' given twice");
     Tensor t;
     try {
@@ -101,8 +105,9 @@ std::map<std::string, Tensor> load_inputs(const RegisteredOp& op, const std::vec
   for (auto& [name, t] : in) {
     if (!is_floating(t.dtype())) continue;
     if (first.empty()) first = name;
-    LB_CHECK(t.dtype() == in[first].dtype(), "grad ", op.name, ": floating inputs must share a dtype: '",
-             first, "' is ", dtype_name(in[first].dtype()), ", '", name, "' is ", dtype_name(t.dtype()));
+    LB_CHECK(t.dtype() == in[first].dtype(), "grad ", op.name,
+             ": floating inputs must share a dtype: '", first, "' is ",
+             dtype_name(in[first].dtype()), ", '", name, "' is ", dtype_name(t.dtype()));
     t.set_requires_grad(true);
   }
   return in;
@@ -120,7 +125,7 @@ int cmd_grad(int argc, char** argv) {
                "lowbit grad"};
   std::string op_name, grad_out, out_dir, dot_file;
   std::vector<std::string> opts, ins;
-  bool list = false;
+  bool list = false, quiet = false;
   app.add_option("op", op_name, "op to run (lowbit grad --list)");
   app.add_option("--in", ins, "NAME=FILE.npy, one per input")->allow_extra_args(false);
   app.add_option("--opt", opts, "KEY=VALUE, one per option")->allow_extra_args(false);
@@ -129,6 +134,7 @@ int cmd_grad(int argc, char** argv) {
   app.add_option("--out", out_dir, "directory for out.npy and grad_NAME.npy (created)");
   app.add_option("--dot", dot_file, "also write the graph as Graphviz DOT to this file");
   app.add_flag("--list", list, "list the ops with their inputs and options");
+  app.add_flag("-q,--quiet", quiet, "do not print the files written");
   app.footer("example: lowbit grad conv2d --opt stride=2 --opt padding=1 --in x=x.npy "
              "--in weight=w.npy --grad-out g.npy --out grads/\n");
   try {
@@ -171,19 +177,21 @@ int cmd_grad(int argc, char** argv) {
 
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
-  LB_CHECK(!ec && std::filesystem::is_directory(out_dir), "grad ", op.name, ": cannot create --out '",
-           out_dir, "': ", ec ? ec.message() : "not a directory");
+  LB_CHECK(!ec && std::filesystem::is_directory(out_dir), "grad ", op.name,
+           ": cannot create --out '", out_dir, "': ", ec ? ec.message() : "not a directory");
   const std::string out_path = join_path(out_dir, "out.npy");
   write_npy(out_path, out.detach());
-  std::printf("%-14s %-16s %s\n", "out", shape_str(out.shape()).c_str(), out_path.c_str());
+  if (!quiet)
+    std::printf("%-14s %-16s %s\n", "out", shape_str(out.shape()).c_str(), out_path.c_str());
   for (auto& [name, t] : in) {
     if (!is_floating(t.dtype())) continue;
     // An input no gradient reached (kl_div's target) gets zeros, so every file is always there.
     Tensor gi = t.grad().defined() ? t.grad() : Tensor::zeros(t.shape(), t.dtype());
     const std::string path = join_path(out_dir, "grad_" + name + ".npy");
     write_npy(path, gi);
-    std::printf("%-14s %-16s %s\n", ("grad_" + name).c_str(), shape_str(gi.shape()).c_str(),
-                path.c_str());
+    if (!quiet)
+      std::printf("%-14s %-16s %s\n", ("grad_" + name).c_str(), shape_str(gi.shape()).c_str(),
+                  path.c_str());
   }
   return 0;
 }

@@ -52,7 +52,8 @@ std::vector<int64_t> get_axes(const OpOptions& opt, const char* op) {
              ": option 'axes': expected integers separated by commas such as 0,2, got '", s, "'");
     axes.push_back((int64_t)v);
     start = comma + 1;
-    LB_CHECK(comma == s.size() || start < s.size(), op, ": option 'axes': trailing comma in '", s, "'");
+    LB_CHECK(comma == s.size() || start < s.size(), op, ": option 'axes': trailing comma in '", s,
+             "'");
   }
   return axes;
 }
@@ -102,32 +103,37 @@ void add_conv_linear(std::vector<RegisteredOp>& t) {
 }
 
 void add_norm_pool(std::vector<RegisteredOp>& t) {
-  t.push_back({"batchnorm2d",
-               "batch norm over (N,H,W) per channel; running stats start at 0/1 and are not output",
-               {kX, {"weight", true}, {"bias", true}},
-               {{"eps", "added to the variance (default 1e-5)"},
-                {"momentum", "running-average factor (default 0.1)"},
-                {"training", "true: batch statistics; false: the running stats 0/1 (default true)"}},
-               [](const Inputs& in, const OpOptions& opt) {
-                 const double eps = opt.get_double("eps", 1e-5);
-                 const double momentum = opt.get_double("momentum", 0.1);
-                 const bool training = opt.get_bool("training", true);
-                 Tensor x = req_in(in, "batchnorm2d", "x");
-                 LB_CHECK(x.dim() == 4, "batchnorm2d: input 'x' must be 4-d (N, C, H, W), got shape ",
-                          shape_str(x.shape()));
-                 Tensor rm = Tensor::zeros({x.size(1)}, x.dtype());
-                 Tensor rv = Tensor::ones({x.size(1)}, x.dtype());
-                 return batch_norm2d(x, opt_in(in, "weight"), opt_in(in, "bias"), rm, rv, training,
-                                     momentum, eps);
-               }});
+  t.push_back(
+      {"batchnorm2d",
+       "batch norm over (N,H,W) per channel; running stats start at 0/1 and are not output",
+       {kX, {"weight", true}, {"bias", true}},
+       {{"eps", "added to the variance (default 1e-5)"},
+        {"momentum", "running-average factor (default 0.1)"},
+        {"training", "true: batch statistics; false: the running stats 0/1 (default true)"}},
+       [](const Inputs& in, const OpOptions& opt) {
+         const double eps = opt.get_double("eps", 1e-5);
+         const double momentum = opt.get_double("momentum", 0.1);
+         const bool training = opt.get_bool("training", true);
+         Tensor x = req_in(in, "batchnorm2d", "x");
+         LB_CHECK(x.dim() == 4, "batchnorm2d: input 'x' must be 4-d (N, C, H, W), got shape ",
+                  shape_str(x.shape()));
+         Tensor rm = Tensor::zeros({x.size(1)}, x.dtype());
+         Tensor rv = Tensor::ones({x.size(1)}, x.dtype());
+         return batch_norm2d(x, opt_in(in, "weight"), opt_in(in, "bias"), rm, rv, training,
+                             momentum, eps);
+       }});
   for (const bool is_max : {true, false}) {
     std::vector<OpOption> options = {{"kernel_size", "int or H,W (required)"},
                                      {"stride", "int or H,W (default kernel_size)"},
                                      {"padding", "int or H,W (default 0)"}};
-    if (!is_max) options.push_back({"count_include_pad", "average over the zero padding too (default true)"});
+    if (!is_max)
+      options.push_back({"count_include_pad", "average over the zero padding too (default true)"});
     const char* name = is_max ? "maxpool2d" : "avgpool2d";
-    t.push_back({name, is_max ? "2-d max pooling of x (N,C,H,W)" : "2-d average pooling of x (N,C,H,W)",
-                 {kX}, options, [name, is_max](const Inputs& in, const OpOptions& opt) {
+    t.push_back({name,
+                 is_max ? "2-d max pooling of x (N,C,H,W)" : "2-d average pooling of x (N,C,H,W)",
+                 {kX},
+                 options,
+                 [name, is_max](const Inputs& in, const OpOptions& opt) {
                    Pool2dOptions o;
                    const std::vector<int64_t> k = required_pair(opt, name, "kernel_size");
                    set_pair(o.kernel, k);
@@ -145,10 +151,13 @@ void add_norm_pool(std::vector<RegisteredOp>& t) {
                  auto s = required_pair(opt, "adaptive_avg_pool2d", "output_size");
                  return adaptive_avg_pool2d(req_in(in, "adaptive_avg_pool2d", "x"), s[0], s[1]);
                }});
-  t.push_back({"channel_shuffle", "ShuffleNet's channel shuffle of x (N,C,H,W)", {kX},
+  t.push_back({"channel_shuffle",
+               "ShuffleNet's channel shuffle of x (N,C,H,W)",
+               {kX},
                {{"groups", "int dividing C (required)"}},
                [](const Inputs& in, const OpOptions& opt) {
-                 LB_CHECK(opt.has("groups"), "channel_shuffle: option 'groups' is required (e.g. --opt groups=2)");
+                 LB_CHECK(opt.has("groups"),
+                          "channel_shuffle: option 'groups' is required (e.g. --opt groups=2)");
                  const int64_t g = opt.get_int("groups", 1);
                  return channel_shuffle(req_in(in, "channel_shuffle", "x"), g);
                }});
