@@ -29,6 +29,16 @@ constexpr char kMagic[6] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
 // a larger one is a hostile or corrupt file, and this bound keeps us from allocating for it.
 constexpr uint64_t kMaxHeaderLen = 1 << 16;
 
+// Header text for an error message, escaped and cut short: a corrupt header may hold any bytes,
+// and the message goes to a terminal or a log.
+std::string printable(const std::string& s, size_t max = 120) {
+  std::string r;
+  for (unsigned char c : s.substr(0, max))
+    r += std::isprint(c) ? std::string(1, (char)c)
+                         : str_cat("\\x", "0123456789abcdef"[c >> 4], "0123456789abcdef"[c & 15]);
+  return s.size() > max ? r + "..." : r;
+}
+
 struct HeaderValue {
   enum Kind { string, boolean, int_tuple, other } kind = other;
   std::string str;
@@ -54,7 +64,7 @@ class HeaderParser {
       skip_ws();
       expect(':');
       skip_ws();
-      if (out.count(key)) fail("duplicate key '" + key + "'");
+      if (out.count(key)) fail("duplicate key '" + printable(key) + "'");
       out[key] = parse_value();
       skip_ws();
       if (eat('}')) break;
@@ -69,7 +79,7 @@ class HeaderParser {
  private:
   [[noreturn]] void fail(const std::string& what) const {
     LB_FAIL("read_npy: '", path_, "': header is not a valid dict: ", what, " at offset ", pos_,
-            " in \"", s_.substr(0, 120), "\"");
+            " in \"", printable(s_), "\"");
   }
   char peek() const { return pos_ < s_.size() ? s_[pos_] : '\0'; }
   bool eat(char c) {
@@ -182,8 +192,8 @@ DType dtype_from_descr(const std::string& descr, const std::string& path) {
     code = descr.substr(1);
   else
     order = '=';
-  LB_CHECK(code.empty() || code[0] != 'O', "read_npy: '", path, "': object arrays ('", descr,
-           "') are not supported: they hold Python objects, not numbers");
+  LB_CHECK(code.empty() || code[0] != 'O', "read_npy: '", path, "': object arrays ('",
+           printable(descr), "') are not supported: they hold Python objects, not numbers");
   DType dt;
   if (code == "f4") dt = DType::f32;
   else if (code == "f8") dt = DType::f64;
@@ -192,8 +202,8 @@ DType dtype_from_descr(const std::string& descr, const std::string& path) {
   else if (code == "i1") dt = DType::i8;
   else if (code == "u1") dt = DType::u8;
   else
-    LB_FAIL("read_npy: '", path, "': unsupported dtype '", descr, "' (supported: ", kSupported,
-            ")");
+    LB_FAIL("read_npy: '", path, "': unsupported dtype '", printable(descr),
+            "' (supported: ", kSupported, ")");
   LB_CHECK(order != '>' || dtype_size(dt) == 1, "read_npy: '", path, "': big-endian data ('",
            descr, "') is not supported; save arr.astype('<", code, "') instead");
   return dt;
