@@ -13,7 +13,6 @@
 #include "core/autograd.h"
 #include "core/npy.h"
 #include "core/op_registry.h"
-#include "core/ops.h"
 #include "tools/commands.h"
 
 namespace lowbit {
@@ -45,7 +44,7 @@ void print_op_list() {
   }
 }
 
-// "KEY=VALUE" -> {KEY, VALUE}; what names the flag for the error.
+// "KEY=VALUE" -> {KEY, VALUE}; `flag` (--in, --opt) is named in the error.
 std::pair<std::string, std::string> split_kv(const std::string& s, const std::string& op,
                                              const char* flag) {
   const size_t eq = s.find('=');
