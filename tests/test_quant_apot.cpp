@@ -58,7 +58,7 @@ TEST_CASE("pot: level sets {0, 2^-(2^B-2), ..., 1}") {
 
 TEST_CASE("apot_a / pot_a: forward at levels, midpoints (ties to the smaller), 0, α and beyond") {
   for (bool pot : {false, true})
-    for (int bits = 2; bits <= (pot ? 6 : 5); ++bits)
+    for (int bits = 2; bits <= (pot ? 8 : 5); ++bits)
       for (DType dt : {DType::f64, DType::f32}) {
         // The levels as the kernel holds them (rounded to the dtype); a midpoint of two of them
         // that the dtype represents is a true tie.

@@ -80,7 +80,7 @@ TEST_CASE("dorefa_w: forward from the formula, levels 2k/(2^b-1) - 1") {
 }
 
 TEST_CASE("dorefa_w: backward equals finite differences of tanh(w)/max|tanh(w)| (STE surrogate)") {
-  for (int bits : {2, 4, 8}) {
+  for (int bits = 2; bits <= 8; ++bits) {
     Tensor w = rand_tensor({3, 7}, 90 + bits, -1.5, 1.5), gy = rand_tensor({3, 7}, 91);
     auto gw = vals(grads_of([&](const std::vector<Tensor>& in) { return dorefa_quantize_weight(in[0], dopts(bits)); },
                             {w}, gy)[0]);
