@@ -16,7 +16,7 @@ namespace {
 struct LsqSetup {
   QuantRange r;
   int64_t channels = 1, inner = 0;
-  double g = 1;
+  double g = 1, g_beta = 1;
   bool clipped = true;
 };
 
@@ -38,6 +38,7 @@ LsqSetup lsq_setup(const Tensor& x, const Tensor& s, const Tensor* beta, const L
   st.r = quant_range(o.bits, o.is_signed);
   st.inner = st.channels ? x.numel() / st.channels : 0;
   st.g = lsq_grad_scale(x, o);
+  st.g_beta = o.scale_offset_grad ? st.g : 1.0;
   st.clipped = ste_clipped(o.ste, true);
   return st;
 }
@@ -64,7 +65,7 @@ Tensor lsq_common(const Tensor& x, const Tensor& s, const Tensor* beta, const Ls
                                  gb.defined() ? gb.data<scalar_t>() : nullptr, gy.data<scalar_t>(),
                                  sx.data<scalar_t>(), ss.data<scalar_t>(),
                                  bt.defined() ? bt.data<scalar_t>() : nullptr, st.r.qn, st.r.qp, st.g,
-                                 st.clipped, st.channels, st.inner);
+                                 st.g_beta, st.clipped, st.channels, st.inner);
     });
     std::vector<Tensor> out{gx, gs};
     if (bt.defined()) out.push_back(gb);

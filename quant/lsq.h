@@ -20,13 +20,16 @@ struct LsqOptions {
   double grad_scale = -1;
   int64_t grad_scale_n = 0;
   Ste ste = Ste::method_default;  // default clipped: ∂x̂/∂x = 1[-Q_N < x/s < Q_P]
+  // LSQ+ only: β's gradient gets the same factor g as s's (the usual LSQ+ reading); false leaves
+  // it unscaled.
+  bool scale_offset_grad = true;
 };
 
 // x: any shape (per-channel: >= 2-d, channel axis 0); s: () or (1,) per-tensor, (C,) per-channel,
 // > 0, same dtype as x. Records node kind "lsq", inputs ("x", "s").
 Tensor lsq_quantize(const Tensor& x, const Tensor& s, const LsqOptions& o);
 // LSQ+: beta has the shape of s. Records node kind "lsqplus", inputs ("x", "s", "beta"). The
-// gradient of β is scaled by the same g as s's (LSQ+ §3: both parameters get LSQ's scaling).
+// gradient of β is scaled by g too unless scale_offset_grad is false.
 Tensor lsqplus_quantize(const Tensor& x, const Tensor& s, const Tensor& beta, const LsqOptions& o);
 
 // The gradient scale the op uses for these options and this x.

@@ -25,12 +25,13 @@ void lsq_forward_cpu(T* y, const T* x, const T* s, const T* beta, int64_t qn, in
   });
 }
 
-// gx: (C, inner) or null; gs, gbeta: (C) or null, overwritten with grad_scale · Σ over the channel.
-// clipped: ∂x̂/∂x = 1[-Q_N < v < Q_P] (LSQ's definition); identity: 1 everywhere (for audits).
+// gx: (C, inner) or null; gs, gbeta: (C) or null, overwritten with grad_scale (beta_scale for
+// gbeta) · Σ over the channel. clipped: ∂x̂/∂x = 1[-Q_N < v < Q_P] (LSQ's definition); identity:
+// 1 everywhere (for audits).
 template <class T>
 void lsq_backward_cpu(T* gx, T* gs, T* gbeta, const T* gy, const T* x, const T* s, const T* beta,
-                      int64_t qn, int64_t qp, double grad_scale, bool clipped, int64_t channels,
-                      int64_t inner) {
+                      int64_t qn, int64_t qp, double grad_scale, double beta_scale, bool clipped,
+                      int64_t channels, int64_t inner) {
   const T lo = (T)-qn, hi = (T)qp;
   std::vector<double> ss((size_t)channels), sb((size_t)channels);
   // One pass: the input gradient is written per element, the parameter gradients summed per block.
@@ -51,7 +52,7 @@ void lsq_backward_cpu(T* gx, T* gs, T* gbeta, const T* gy, const T* x, const T* 
     });
   for (int64_t c = 0; c < channels; ++c) {
     if (gs) gs[c] = (T)(grad_scale * ss[(size_t)c]);
-    if (gbeta) gbeta[c] = (T)(grad_scale * sb[(size_t)c]);
+    if (gbeta) gbeta[c] = (T)(beta_scale * sb[(size_t)c]);
   }
 }
 

@@ -197,6 +197,21 @@ TEST_CASE("lsqplus: forward and backward element by element, per-tensor and per-
         CHECK(rel_close(vals(g[2])[c], 0.25 * wb[c], 1e-10));
       }
     }
+  // β's gradient unscaled on request; s's keeps its scale.
+  {
+    Tensor x = Tensor::from_vector<double>({3}, {-5, 0.12, 5}), gy = Tensor::from_vector<double>({3}, {1, 2, 4});
+    LsqOptions o = opts(2, false);  // grid [0, 3]·0.1 - 0
+    o.grad_scale = 0.5;
+    auto run = [&](bool scaled) {
+      o.scale_offset_grad = scaled;
+      return grads_of([&](const std::vector<Tensor>& in) { return lsqplus_quantize(in[0], in[1], in[2], o); },
+                      {x, Tensor::scalar(0.1, DType::f64), Tensor::scalar(0, DType::f64)}, gy);
+    };
+    // Clipped: -5 (below) and 5 (above) → ∂β = 1 + 4 = 5; ∂s = 0·1 + (1 - 1.2)·2 + 3·4 = 11.6.
+    CHECK(run(true)[2].item<double>() == doctest::Approx(2.5));
+    CHECK(run(false)[2].item<double>() == doctest::Approx(5));
+    CHECK(run(false)[1].item<double>() == doctest::Approx(0.5 * 11.6));
+  }
   Tensor x = rand_tensor({5}, 1);
   x.set_requires_grad(true);
   Tensor y = lsqplus_quantize(x, Tensor::scalar(0.1, DType::f64), Tensor::scalar(0, DType::f64), opts(4, false));
