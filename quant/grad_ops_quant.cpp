@@ -38,9 +38,11 @@ OpOption bits_help(int def, const char* range) {
   return {"bits", str_cat("bit width ", range, " (default ", def, ")")};
 }
 
-// LSQ and LSQ+ share their options.
-LsqOptions lsq_options(const OpOptions& opt, const char* op, bool signed_default) {
+// LSQ and LSQ+ share their options. Without grad_scale, N = all elements of x, METHODS.md's
+// default for a standalone op (also per-channel, unlike a layer's weight quantizer).
+LsqOptions lsq_options(const OpOptions& opt, const Tensor& x, const char* op, bool signed_default) {
   LsqOptions o;
+  o.grad_scale_n = x.numel();
   o.bits = bits_option(opt, op, 4);
   o.is_signed = opt.get_bool("signed", signed_default);
   o.per_channel = opt.get_bool("per_channel", false);
@@ -55,8 +57,7 @@ std::vector<OpOption> lsq_option_list(bool signed_default) {
           {"signed", str_cat("signed grid Q_N = 2^(b-1), Q_P = 2^(b-1)-1, else Q_N = 0, Q_P = 2^b-1 (default ",
                              signed_default ? "true" : "false", ")")},
           {"per_channel", "step per channel of axis 0, s of shape (C) (default false)"},
-          {"grad_scale", "factor on the step's gradient (default 1/sqrt(N*Q_P), N = elements of x, "
-                         "or of one channel when per_channel)"},
+          {"grad_scale", "factor on the step's gradient (default 1/sqrt(N*Q_P), N = all elements of x)"},
           kSteClipped};
 }
 
@@ -93,17 +94,18 @@ ApotOptions apot_options(const OpOptions& opt, const char* op) {
 void add_quant_grad_ops(std::vector<RegisteredOp>& table) {
   table.push_back({"lsq", "LSQ: round(clip(x/s, -Q_N, Q_P))*s, learnable step s (() or (C))",
                    {{"x"}, {"s"}}, lsq_option_list(true), [](const Inputs& in, const OpOptions& opt) {
-                     LsqOptions o = lsq_options(opt, "lsq", true);
+                     const Tensor& x = input(in, "x", "lsq");
+                     LsqOptions o = lsq_options(opt, x, "lsq", true);
                      opt.check_all_used();
-                     return lsq_quantize(input(in, "x", "lsq"), input(in, "s", "lsq"), o);
+                     return lsq_quantize(x, input(in, "s", "lsq"), o);
                    }});
   table.push_back({"lsqplus", "LSQ+: round(clip((x-beta)/s, -Q_N, Q_P))*s + beta, learnable s and beta",
                    {{"x"}, {"s"}, {"beta"}}, lsq_option_list(false),
                    [](const Inputs& in, const OpOptions& opt) {
-                     LsqOptions o = lsq_options(opt, "lsqplus", false);
+                     const Tensor& x = input(in, "x", "lsqplus");
+                     LsqOptions o = lsq_options(opt, x, "lsqplus", false);
                      opt.check_all_used();
-                     return lsqplus_quantize(input(in, "x", "lsqplus"), input(in, "s", "lsqplus"),
-                                             input(in, "beta", "lsqplus"), o);
+                     return lsqplus_quantize(x, input(in, "s", "lsqplus"), input(in, "beta", "lsqplus"), o);
                    }});
   table.push_back({"pact", "PACT: round(clip(x, 0, alpha)*(2^b-1)/alpha)*alpha/(2^b-1), learnable alpha",
                    {{"x"}, {"alpha"}}, {bits_help(4, "[2, 16]"), kSteClipped},
