@@ -1,0 +1,40 @@
+// Deterministic per-channel sums for the gradients of quantizer parameters (a step size, an
+// offset, a clip level): the gradient of a per-tensor parameter is the sum over all elements, of a
+// per-channel one the sum over its channel. Blocks of a fixed size are summed in parallel and the
+// block sums added in order, so the result is the same for any thread count.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "core/parallel.h"
+
+namespace lowbit {
+
+constexpr int64_t kReduceBlock = 4096;
+
+// For every channel c of a (channels, inner) layout: out[c] = sum over i in channel c of f(i),
+// accumulated in double. f(i) may also write per-element outputs at index i (it is called exactly
+// once per element). out: (channels).
+template <class F>
+void channel_block_sums(double* out, int64_t channels, int64_t inner, F f) {
+  const int64_t nb = (inner + kReduceBlock - 1) / kReduceBlock;  // blocks per channel
+  std::vector<double> part((size_t)(channels * nb), 0.0);
+  parallel_for(channels * nb, kReduceBlock, [&](int64_t b0, int64_t b1) {
+    for (int64_t k = b0; k < b1; ++k) {
+      const int64_t c = k / nb, blk = k % nb;
+      const int64_t lo = c * inner + blk * kReduceBlock;
+      const int64_t hi = c * inner + std::min(inner, (blk + 1) * kReduceBlock);
+      double acc = 0;
+      for (int64_t i = lo; i < hi; ++i) acc += f(i);
+      part[(size_t)k] = acc;
+    }
+  });
+  for (int64_t c = 0; c < channels; ++c) {
+    double acc = 0;
+    for (int64_t b = 0; b < nb; ++b) acc += part[(size_t)(c * nb + b)];
+    out[c] = acc;
+  }
+}
+
+}  // namespace lowbit
