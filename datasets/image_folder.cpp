@@ -3,6 +3,8 @@
 #include <stb/stb_image.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -15,6 +17,7 @@ namespace lowbit {
 namespace {
 
 namespace fs = std::filesystem;
+constexpr long kMaxFileBytes = 16 << 20;
 const char* kExts = ".png, .jpg, .jpeg, .bmp, .gif, .tga, .ppm, .pgm, .psd";
 
 bool is_image_name(const fs::path& p) {
@@ -59,16 +62,29 @@ std::vector<Item> list_items(const fs::path& split, const std::vector<std::strin
   return items;
 }
 
-// Decodes one file into dst (32*32*3 bytes). The header is read first, so a hostile file that
-// claims a huge size is rejected before stb allocates for it.
-void decode_into(const fs::path& file, uint8_t* dst) {
-  int w = 0, h = 0, comp = 0;
+// Decodes one file into dst (32*32*3 bytes). The file is read once into memory (half the system
+// calls of stbi_info + stbi_load on a path) and its header checked before stb decodes, so a
+// hostile file that claims a huge size is rejected before stb allocates for it.
+void decode_into(const fs::path& file, uint8_t* dst, std::vector<uint8_t>& buf) {
   const std::string name = file.string();
-  LB_CHECK(stbi_info(name.c_str(), &w, &h, &comp), "image folder: cannot decode ", name, ": ",
-           stbi_failure_reason());
+  std::FILE* f = std::fopen(name.c_str(), "rb");
+  LB_CHECK(f != nullptr, "image folder: cannot open ", name);
+  std::fseek(f, 0, SEEK_END);
+  const long size = std::ftell(f);
+  std::fseek(f, 0, SEEK_SET);
+  if (size < 0 || size > kMaxFileBytes) std::fclose(f);
+  LB_CHECK(size >= 0 && size <= kMaxFileBytes, "image folder: ", name, " is ", size,
+           " bytes, more than the ", kMaxFileBytes, " a 32x32 image can need");
+  buf.resize((size_t)size);
+  const size_t got = std::fread(buf.data(), 1, (size_t)size, f);
+  std::fclose(f);
+  LB_CHECK(got == (size_t)size, "image folder: short read of ", name);
+  int w = 0, h = 0, comp = 0;
+  LB_CHECK(stbi_info_from_memory(buf.data(), (int)size, &w, &h, &comp), "image folder: cannot decode ",
+           name, ": ", stbi_failure_reason());
   LB_CHECK(w == 32 && h == 32, "image folder: ", name, " is ", w, "x", h, ", expected 32x32");
   // req_comp = 3: grey, grey+alpha and RGBA are converted to RGB by stb.
-  uint8_t* px = stbi_load(name.c_str(), &w, &h, &comp, 3);
+  uint8_t* px = stbi_load_from_memory(buf.data(), (int)size, &w, &h, &comp, 3);
   LB_CHECK(px != nullptr, "image folder: cannot decode ", name, ": ", stbi_failure_reason());
   const bool ok = w == 32 && h == 32;
   if (ok) std::memcpy(dst, px, 32 * 32 * 3);
@@ -89,10 +105,11 @@ Dataset decode_split(const fs::path& split, const std::vector<std::string>& clas
   // file order is thrown afterwards, so the message does not depend on the thread count.
   std::vector<std::string> errors((size_t)n);
   parallel_for(n, 20000, [&](int64_t b, int64_t e) {
+    std::vector<uint8_t> buf;  // one file's bytes, reused across this thread's files
     for (int64_t i = b; i < e; ++i) {
       try {
         const Item& it = all[(size_t)idx[(size_t)i]];
-        decode_into(it.file, img + i * 32 * 32 * 3);
+        decode_into(it.file, img + i * 32 * 32 * 3, buf);
         lab[i] = it.label;
       } catch (const std::exception& ex) {
         errors[(size_t)i] = ex.what();

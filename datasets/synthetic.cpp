@@ -61,6 +61,13 @@ void render(uint8_t* img, int label, uint64_t seed, uint64_t stream, uint64_t no
   const bool has_dot = r.uniform() < 0.6;
   const double dx = 32 * r.uniform(), dy = 32 * r.uniform(), dr = 1.2 + 1.6 * r.uniform();
   const double gc = std::cos(gang), gs = std::sin(gang);
+  // One 32-bit noise word per pixel (a byte per channel), four per Philox block.
+  uint32_t noise_words[1024];
+  for (uint32_t blk = 0; blk < 256; ++blk) {
+    auto v = philox4x32({blk, 0u, (uint32_t)noise_stream, (uint32_t)(noise_stream >> 32)},
+                        {(uint32_t)seed, (uint32_t)(seed >> 32)});
+    for (int j = 0; j < 4; ++j) noise_words[blk * 4 + j] = v[j];
+  }
   for (int y = 0; y < 32; ++y)
     for (int x = 0; x < 32; ++x) {
       int hits = 0;  // 2x2 supersampling for soft edges
@@ -72,7 +79,7 @@ void render(uint8_t* img, int label, uint64_t seed, uint64_t stream, uint64_t no
       const double a = hits / 4.0;
       const double t = ((x - 15.5) * gc + (y - 15.5) * gs) / 16.0;
       const bool in_dot = has_dot && (x + 0.5 - dx) * (x + 0.5 - dx) + (y + 0.5 - dy) * (y + 0.5 - dy) <= dr * dr;
-      const uint32_t noise = rng_u32(seed, noise_stream, (uint64_t)(y * 32 + x));
+      const uint32_t noise = noise_words[y * 32 + x];
       for (int c = 0; c < 3; ++c) {
         double v = (bg[c] + grad[c] * t) * (1 - a) + fg[c] * a;
         if (in_dot) v = dot[c];
