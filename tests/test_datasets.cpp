@@ -292,6 +292,19 @@ TEST_CASE("image folder: bad images and folders give errors naming them") {
   CHECK(e.size() > e.find(junk.string() + ": ") + junk.string().size() + 2);  // stb's reason follows
   fs::remove(junk);
 
+  // A hostile header claiming 10000x10000 pixels (300 MB) is rejected before stb allocates.
+  std::vector<uint8_t> huge = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                               0, 0, 0x27, 0x10, 0, 0, 0x27, 0x10, 8, 2, 0, 0, 0, 0, 0, 0, 0};
+  write_bytes(junk, huge);
+  e = error_of([&] { load_data(t.path.string()); });
+  CHECK(e.find(junk.string() + " is 10000x10000, expected 32x32") != std::string::npos);
+  // A PNG cut in half: the header is fine, the pixel data is not.
+  write_png(junk, 5);
+  fs::resize_file(junk, fs::file_size(junk) / 2);
+  e = error_of([&] { load_data(t.path.string()); });
+  CHECK(e.find("cannot decode " + junk.string() + ": ") != std::string::npos);
+  fs::remove(junk);
+
   const fs::path wide = t.path / "test" / "mango" / "wide.png";
   write_png(wide, 4, 48, 32);
   e = error_of([&] { load_data(t.path.string()); });
