@@ -80,10 +80,12 @@ class Loader {  // prepares the next batch on a background thread while the call
   Loader& operator=(const Loader&) = delete;
 
   void start_epoch(int64_t epoch);   // order and augmentation are functions of (seed, epoch, sample)
-  bool next(Batch& out);             // false at the end of the epoch
+  // false at the end of the epoch. An exception from the producer (allocation, on_batch) is
+  // rethrown here; calling next() again retries that batch.
+  bool next(Batch& out);
   int64_t num_batches() const;
   // Skips the next n batches of the current epoch; right after start_epoch, the first n
-  // (resume mid-epoch). The skipped batches are never built.
+  // (resume mid-epoch). Skipped batches are not built (one already in flight is dropped).
   void skip(int64_t n);
   // The order of the current epoch: order()[j] is the data set index of the j-th sample.
   std::vector<int64_t> order() const;
