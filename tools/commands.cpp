@@ -13,6 +13,7 @@ namespace lowbit {
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"grad", "run one op forward and backward on .npy tensors (gradient auditing)", cmd_grad},
+      {"bench-ops", "time conv2d/linear kernels at ResNet-20's shapes", cmd_bench_ops},
   };
   return table;
 }
