@@ -22,5 +22,6 @@ int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
+int cmd_bench_ops(int argc, char** argv);
 
 }  // namespace lowbit

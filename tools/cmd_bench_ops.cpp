@@ -1,0 +1,126 @@
+// `lowbit bench-ops`: times the conv2d kernels (forward, backward-data, backward-weight) at every
+// distinct conv shape of CIFAR ResNet-20, its final linear layer, and a plain SGEMM for OpenBLAS's
+// own rate. Rate = 2 * multiply-adds / median time. Prints a Markdown table (docs/perf.md).
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/cpu/blas.h"
+#include "core/cpu/conv_kernels.h"
+#include "core/parallel.h"
+#include "core/rng.h"
+#include "tools/commands.h"
+
+namespace lowbit {
+
+namespace {
+
+struct Timing {
+  double ms = 0, gflops = 0;
+};
+
+// Median wall time of fn over `iters` runs after two warm-up runs.
+Timing time_it(const std::function<void()>& fn, int iters, double macs) {
+  for (int i = 0; i < 2; ++i) fn();
+  std::vector<double> ms;
+  for (int i = 0; i < iters; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    fn();
+    auto t1 = std::chrono::steady_clock::now();
+    ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  const size_t n = ms.size();
+  Timing t;
+  t.ms = n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
+  t.gflops = 2.0 * macs / (t.ms * 1e-3) / 1e9;
+  return t;
+}
+
+std::vector<float> rand_vec(int64_t n, uint64_t seed) {
+  std::vector<float> v((size_t)n);
+  for (int64_t i = 0; i < n; ++i) v[i] = 2 * rng_uniform_f(seed, 1, (uint64_t)i) - 1;
+  return v;
+}
+
+struct ConvShape {
+  const char* name;
+  int64_t C, O, H, stride;
+};
+
+void print_row(const std::string& name, const Timing& f, const Timing& d, const Timing& w) {
+  std::printf("| %-28s | %8.3f | %7.1f | %8.3f | %7.1f | %8.3f | %7.1f |\n", name.c_str(), f.ms,
+              f.gflops, d.ms, d.gflops, w.ms, w.gflops);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int cmd_bench_ops(int argc, char** argv) {
+  CLI::App app{"time conv2d/linear kernels at ResNet-20's shapes (float32)", "lowbit bench-ops"};
+  int threads = 0, iters = 10;
+  int64_t batch = 128;
+  app.add_option("--threads", threads, "threads for OpenMP and OpenBLAS (0: all cores)");
+  app.add_option("--iters", iters, "timed runs per kernel (median reported)")->check(CLI::PositiveNumber);
+  app.add_option("--batch", batch, "batch size")->check(CLI::PositiveNumber);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  set_num_threads(threads);
+  std::printf("bench-ops: batch %lld, float32, %d thread(s), OpenBLAS core %s, median of %d "
+              "runs after 2 warm-up\n\n",
+              (long long)batch, num_threads(), blas_core_name().c_str(), iters);
+  std::printf("| %-28s | %8s | %7s | %8s | %7s | %8s | %7s |\n", "op (k3, pad 1)", "fwd ms",
+              "GFLOP/s", "bwd-d ms", "GFLOP/s", "bwd-w ms", "GFLOP/s");
+  std::printf("|%s|---------:|--------:|---------:|--------:|---------:|--------:|\n",
+              std::string(30, '-').c_str());
+
+  const ConvShape shapes[] = {{"conv 3->16 32x32", 3, 16, 32, 1},  {"conv 16->16 32x32", 16, 16, 32, 1},
+                              {"conv 16->32 32x32 s2", 16, 32, 32, 2}, {"conv 32->32 16x16", 32, 32, 16, 1},
+                              {"conv 32->64 16x16 s2", 32, 64, 16, 2}, {"conv 64->64 8x8", 64, 64, 8, 1}};
+  for (const ConvShape& s : shapes) {
+    ConvGeom g;
+    g.N = batch, g.C = s.C, g.H = g.W = s.H, g.O = s.O, g.KH = g.KW = 3;
+    g.sh = g.sw = s.stride, g.ph = g.pw = 1;
+    g.OH = conv_out_size(g.H, 3, g.sh, 1, 1), g.OW = conv_out_size(g.W, 3, g.sw, 1, 1);
+    const double macs = (double)g.N * g.O * g.C * 9 * g.OH * g.OW;
+    auto x = rand_vec(g.N * g.C * g.H * g.W, 1), w = rand_vec(g.O * g.C * 9, 2);
+    auto b = rand_vec(g.O, 3), dy = rand_vec(g.N * g.O * g.OH * g.OW, 4);
+    std::vector<float> y(dy.size()), dx(x.size()), dw(w.size());
+    Timing f = time_it([&] { conv2d_forward_cpu(y.data(), x.data(), w.data(), b.data(), g); }, iters, macs);
+    Timing d = time_it([&] { conv2d_backward_data_cpu(dx.data(), dy.data(), w.data(), g); }, iters, macs);
+    Timing wt = time_it([&] { conv2d_backward_weight_cpu(dw.data(), dy.data(), x.data(), g); }, iters, macs);
+    print_row(s.name, f, d, wt);
+  }
+
+  {  // linear 64 -> 10: y = x W^T, dx = dy W, dW = dy^T x, one GEMM each
+    const int64_t in = 64, out = 10;
+    auto x = rand_vec(batch * in, 5), w = rand_vec(out * in, 6), dy = rand_vec(batch * out, 7);
+    std::vector<float> y(batch * out), dx(batch * in), dw(out * in);
+    const double macs = (double)batch * in * out;
+    Timing f = time_it([&] { gemm(false, true, batch, out, in, 1.f, x.data(), in, w.data(), in, 0.f, y.data(), out); }, iters, macs);
+    Timing d = time_it([&] { gemm(false, false, batch, in, out, 1.f, dy.data(), out, w.data(), in, 0.f, dx.data(), in); }, iters, macs);
+    Timing wt = time_it([&] { gemm(true, false, out, in, batch, 1.f, dy.data(), out, x.data(), in, 0.f, dw.data(), in); }, iters, macs);
+    print_row("linear 64->10", f, d, wt);
+  }
+
+  {  // OpenBLAS's own rate on a large square SGEMM
+    const int64_t n = 1024;
+    auto a = rand_vec(n * n, 8), bm = rand_vec(n * n, 9);
+    std::vector<float> c(n * n);
+    Timing t = time_it([&] { gemm(false, false, n, n, n, 1.f, a.data(), n, bm.data(), n, 0.f, c.data(), n); },
+                       iters, (double)n * n * n);
+    std::printf("\nSGEMM %lldx%lldx%lld: %.3f ms, %.1f GFLOP/s\n", (long long)n, (long long)n,
+                (long long)n, t.ms, t.gflops);
+  }
+  return 0;
+}
+
+}  // namespace lowbit
