@@ -13,6 +13,7 @@ namespace lowbit {
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"grad", "run one op forward and backward on .npy tensors (gradient auditing)", cmd_grad},
+      {"info", "print a model's layer table: output shapes, parameters, MACs", cmd_info},
   };
   return table;
 }

@@ -18,5 +18,6 @@ int run_command(int argc, char** argv);
 std::string version_string();
 
 int cmd_grad(int argc, char** argv);
+int cmd_info(int argc, char** argv);
 
 }  // namespace lowbit
