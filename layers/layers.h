@@ -15,6 +15,7 @@ class Conv2d : public Module {
          int64_t groups = 1, bool bias = false, int64_t dilation = 1);
   Tensor forward(const Tensor& x) override;
   std::string kind() const override { return "Conv2d"; }
+  void reset_parameters(uint64_t seed) override;
   std::string describe() const override;
   Tensor weight, bias;
   Conv2dOptions opts;
@@ -27,6 +28,7 @@ class Linear : public Module {
   Linear(int64_t in_features, int64_t out_features, bool bias = true);
   Tensor forward(const Tensor& x) override;
   std::string kind() const override { return "Linear"; }
+  void reset_parameters(uint64_t seed) override;
   std::string describe() const override;
   Tensor weight, bias;
   int64_t in_features, out_features;
@@ -39,6 +41,7 @@ class BatchNorm2d : public Module {
   explicit BatchNorm2d(int64_t channels, double eps = 1e-5, double momentum = 0.1);
   Tensor forward(const Tensor& x) override;
   std::string kind() const override { return "BatchNorm2d"; }
+  void reset_parameters(uint64_t seed) override;
   std::string describe() const override;
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   double eps, momentum;
