@@ -1,0 +1,188 @@
+// General conv2d kernels: im2col + gemm per image (the GEMM runs on a (C/groups*KH*KW, OH*OW)
+// column matrix per group), col2im for the data gradient, per-chunk partial sums for the weight
+// gradient. The batch is cut into min(N, threads) fixed chunks that run in parallel with
+// single-threaded GEMMs inside, so OpenMP and OpenBLAS never oversubscribe the cores.
+#include "core/cpu/conv_kernels.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "core/cpu/blas.h"
+#include "core/cpu/conv_util.h"
+#include "core/parallel.h"
+
+namespace lowbit {
+
+int64_t conv_out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
+  const int64_t span = d * (k - 1) + 1;
+  const int64_t num = in + 2 * p - span;
+  if (num < 0 || s <= 0) return 0;  // C++ division truncates toward zero: handle num < 0 here
+  return num / s + 1;
+}
+
+namespace {
+
+// One image: col (C*KH*KW, OH*OW) from x (C, H, W), zero where the window leaves the image.
+template <class T>
+void im2col(T* col, const T* x, const ConvGeom& g) {
+  const int64_t ohw = g.OH * g.OW;
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        T* row = col + ((c * g.KH + kh) * g.KW + kw) * ohw;
+        const int64_t off_w = kw * g.dw - g.pw;
+        int64_t lo, hi;
+        conv_valid_range(off_w, g.sw, g.W, g.OW, lo, hi);
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          T* r = row + oh * g.OW;
+          const int64_t ih = oh * g.sh - g.ph + kh * g.dh;
+          if (ih < 0 || ih >= g.H) {
+            std::fill(r, r + g.OW, T(0));
+            continue;
+          }
+          const T* xr = x + (c * g.H + ih) * g.W + off_w;
+          std::fill(r, r + lo, T(0));
+          for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * g.sw];
+          std::fill(r + hi, r + g.OW, T(0));
+        }
+      }
+}
+
+// The adjoint of im2col: dx (C, H, W) += scatter of dcol (C*KH*KW, OH*OW). Serial per image, so
+// the order of the additions is fixed.
+template <class T>
+void col2im_add(T* dx, const T* dcol, const ConvGeom& g) {
+  const int64_t ohw = g.OH * g.OW;
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        const T* row = dcol + ((c * g.KH + kh) * g.KW + kw) * ohw;
+        const int64_t off_w = kw * g.dw - g.pw;
+        int64_t lo, hi;
+        conv_valid_range(off_w, g.sw, g.W, g.OW, lo, hi);
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          const int64_t ih = oh * g.sh - g.ph + kh * g.dh;
+          if (ih < 0 || ih >= g.H) continue;
+          const T* r = row + oh * g.OW;
+          T* xr = dx + (c * g.H + ih) * g.W + off_w;
+          for (int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw] += r[ow];
+        }
+      }
+}
+
+// A 1x1, stride-1, unpadded convolution reads x as its own column matrix: no im2col needed.
+bool is_pointwise(const ConvGeom& g) {
+  return g.KH == 1 && g.KW == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+}
+
+int64_t macs_per_image(const ConvGeom& g) {
+  return g.O * (g.C / g.groups) * g.KH * g.KW * g.OH * g.OW;
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom& g) {
+  const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
+  const int64_t kg = cg * g.KH * g.KW;  // GEMM inner size per group
+  const bool pw1 = is_pointwise(g);
+  conv_for_image_chunks(g.N, macs_per_image(g), [&](int64_t, int64_t n0, int64_t n1) {
+    std::vector<T> buf(pw1 ? 0 : (size_t)(g.C * g.KH * g.KW * ohw));
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* xn = x + n * g.C * g.H * g.W;
+      T* yn = y + n * g.O * ohw;
+      const T* col = xn;
+      if (!pw1) {
+        im2col(buf.data(), xn, g);
+        col = buf.data();
+      }
+      // The bias is written first and the GEMM accumulates onto it (beta = 1).
+      for (int64_t o = 0; o < g.O; ++o) std::fill(yn + o * ohw, yn + (o + 1) * ohw, b ? b[o] : T(0));
+      for (int64_t gr = 0; gr < g.groups; ++gr)
+        gemm(false, false, og, ohw, kg, T(1), w + gr * og * kg, kg, col + gr * kg * ohw, ohw, T(1),
+             yn + gr * og * ohw, ohw);
+    }
+  });
+}
+
+template <class T>
+void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g) {
+  const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
+  const int64_t kg = cg * g.KH * g.KW, chw = g.C * g.H * g.W;
+  const bool pw1 = is_pointwise(g);
+  conv_for_image_chunks(g.N, macs_per_image(g), [&](int64_t, int64_t n0, int64_t n1) {
+    std::vector<T> buf(pw1 ? 0 : (size_t)(g.C * g.KH * g.KW * ohw));
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* dyn = dy + n * g.O * ohw;
+      T* dxn = dx + n * chw;
+      // Pointwise: the column gradient is the image gradient itself (beta = 0 overwrites it).
+      T* dcol = pw1 ? dxn : buf.data();
+      for (int64_t gr = 0; gr < g.groups; ++gr)
+        gemm(true, false, kg, ohw, og, T(1), w + gr * og * kg, kg, dyn + gr * og * ohw, ohw, T(0),
+             dcol + gr * kg * ohw, ohw);
+      if (!pw1) {
+        std::fill(dxn, dxn + chw, T(0));
+        col2im_add(dxn, dcol, g);
+      }
+    }
+  });
+}
+
+template <class T>
+void conv2d_backward_weight_cpu(T* dw, const T* dy, const T* x, const ConvGeom& g) {
+  const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
+  const int64_t kg = cg * g.KH * g.KW, wsize = g.O * kg;
+  const bool pw1 = is_pointwise(g);
+  const int64_t chunks = conv_image_chunks(g.N);
+  // Chunk 0 accumulates straight into dw; the others into their own partial buffers.
+  std::vector<T> partial((size_t)(chunks > 1 ? (chunks - 1) * wsize : 0));
+  conv_for_image_chunks(g.N, macs_per_image(g), [&](int64_t chunk, int64_t n0, int64_t n1) {
+    T* acc = chunk == 0 ? dw : partial.data() + (chunk - 1) * wsize;
+    if (n0 == n1) std::fill(acc, acc + wsize, T(0));
+    std::vector<T> buf(pw1 ? 0 : (size_t)(g.C * g.KH * g.KW * ohw));
+    for (int64_t n = n0; n < n1; ++n) {
+      const T* xn = x + n * g.C * g.H * g.W;
+      const T* col = xn;
+      if (!pw1) {
+        im2col(buf.data(), xn, g);
+        col = buf.data();
+      }
+      const T beta = n == n0 ? T(0) : T(1);
+      for (int64_t gr = 0; gr < g.groups; ++gr)
+        gemm(false, true, og, kg, ohw, T(1), dy + (n * g.O + gr * og) * ohw, ohw,
+             col + gr * kg * ohw, ohw, beta, acc + gr * og * kg, kg);
+    }
+  });
+  for (int64_t c = 1; c < chunks; ++c) {  // fixed order: the same bits for the same thread count
+    const T* p = partial.data() + (c - 1) * wsize;
+    for (int64_t i = 0; i < wsize; ++i) dw[i] += p[i];
+  }
+  if (g.N == 0) std::fill(dw, dw + wsize, T(0));
+}
+
+template <class T>
+void conv2d_backward_bias_cpu(T* db, const T* dy, const ConvGeom& g) {
+  const int64_t ohw = g.OH * g.OW;
+  parallel_for(g.O, g.N * ohw, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o) {
+      double s = 0;  // double: a batch-wide sum of float32 values loses digits otherwise
+      for (int64_t n = 0; n < g.N; ++n) {
+        const T* p = dy + (n * g.O + o) * ohw;
+        T sn = 0;
+        for (int64_t i = 0; i < ohw; ++i) sn += p[i];
+        s += sn;
+      }
+      db[o] = (T)s;
+    }
+  });
+}
+
+#define LB_CONV_INSTANTIATE(T)                                                              \
+  template void conv2d_forward_cpu<T>(T*, const T*, const T*, const T*, const ConvGeom&); \
+  template void conv2d_backward_data_cpu<T>(T*, const T*, const T*, const ConvGeom&);     \
+  template void conv2d_backward_weight_cpu<T>(T*, const T*, const T*, const ConvGeom&);   \
+  template void conv2d_backward_bias_cpu<T>(T*, const T*, const ConvGeom&);
+LB_CONV_INSTANTIATE(float)
+LB_CONV_INSTANTIATE(double)
+
+}  // namespace lowbit

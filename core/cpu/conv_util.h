@@ -1,0 +1,50 @@
+// Helpers shared by the conv and pool kernels: the range of output columns whose input column
+// falls inside the image, and the fixed batch chunking that keeps OpenMP and OpenBLAS from
+// oversubscribing the cores while keeping reductions in a deterministic order.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "core/cpu/blas.h"
+#include "core/parallel.h"
+
+namespace lowbit {
+
+// Output positions j in [lo, hi) (clipped to [0, out)) have input index j*stride + off in [0, in).
+inline void conv_valid_range(int64_t off, int64_t stride, int64_t in, int64_t out, int64_t& lo,
+                             int64_t& hi) {
+  lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+  hi = (in - 1 - off) < 0 ? 0 : (in - 1 - off) / stride + 1;
+  lo = std::min(lo, out);
+  hi = std::max(lo, std::min(hi, out));
+}
+
+// The batch is cut into this many chunks: one per thread (at least one, at most one per image).
+// The cut depends only on N and the configured thread count, never on OpenMP's scheduling.
+inline int64_t conv_image_chunks(int64_t n) {
+  return std::max<int64_t>(1, std::min<int64_t>(n, num_threads()));
+}
+
+// Runs fn(chunk, n0, n1) for each chunk of images [n0, n1) in parallel. While several chunks run
+// at once, OpenBLAS is held to one thread (each chunk's GEMMs are then single-threaded) and given
+// back the configured count afterwards; a single chunk keeps OpenBLAS's own threading.
+template <class F>
+void conv_for_image_chunks(int64_t n, int64_t cost_per_image, F&& fn) {
+  const int64_t chunks = conv_image_chunks(n);
+  auto run = [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) fn(c, c * n / chunks, (c + 1) * n / chunks);
+  };
+  if (chunks == 1 || n * cost_per_image < 65536) {  // too small to pay for a parallel region:
+    run(0, chunks);                                  // the same chunks serially, the same bits
+    return;
+  }
+  struct BlasOneThread {  // restores the count even if fn throws (it should not)
+    BlasOneThread() { blas_set_num_threads(1); }
+    ~BlasOneThread() { blas_set_num_threads(num_threads()); }
+  } guard;
+  // A cost large enough that parallel_for always splits: the work was judged above, and the
+  // chunk count (not OpenMP's split) is what decides the reduction order.
+  parallel_for(chunks, 1 << 20, run);
+}
+
+}  // namespace lowbit

@@ -1,0 +1,274 @@
+// conv2d: forward against a naive 7-loop reference and backward by finite differences over every
+// combination of stride, padding, dilation, groups (incl. depthwise), bias and odd/even sizes;
+// the direct depthwise and 1x1 paths against im2col; thread-count determinism; bad inputs.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "core/autograd.h"
+#include "core/cpu/conv_kernels.h"
+#include "core/ops.h"
+#include "core/parallel.h"
+#include "tests/gradcheck.h"
+
+using namespace lowbit;
+using namespace lowbit::test;
+
+namespace {
+
+// y[n,o,i,j] = b[o] + sum_{c,kh,kw} w[o,c,kh,kw] x[n, g(o)*Cg + c, i*s - p + kh*d, j*s - p + kw*d],
+// in double whatever the inputs' dtype.
+std::vector<double> naive_conv(const Tensor& x, const Tensor& w, const Tensor& b,
+                               const Conv2dOptions& o, Shape& out_shape) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t O = w.size(0), Cg = w.size(1), KH = w.size(2), KW = w.size(3);
+  const int64_t Og = O / o.groups;
+  const int64_t OH = (H + 2 * o.padding[0] - o.dilation[0] * (KH - 1) - 1) / o.stride[0] + 1;
+  const int64_t OW = (W + 2 * o.padding[1] - o.dilation[1] * (KW - 1) - 1) / o.stride[1] + 1;
+  out_shape = {N, O, OH, OW};
+  auto xv = x.to_vector<double>(), wv = w.to_vector<double>();
+  std::vector<double> bv = b.defined() ? b.to_vector<double>() : std::vector<double>(O, 0.0);
+  std::vector<double> y((size_t)(N * O * OH * OW));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t oc = 0; oc < O; ++oc)
+      for (int64_t i = 0; i < OH; ++i)
+        for (int64_t j = 0; j < OW; ++j) {
+          double s = bv[oc];
+          for (int64_t c = 0; c < Cg; ++c)
+            for (int64_t kh = 0; kh < KH; ++kh)
+              for (int64_t kw = 0; kw < KW; ++kw) {
+                const int64_t ih = i * o.stride[0] - o.padding[0] + kh * o.dilation[0];
+                const int64_t iw = j * o.stride[1] - o.padding[1] + kw * o.dilation[1];
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                const int64_t ci = (oc / Og) * Cg + c;
+                s += wv[((oc * Cg + c) * KH + kh) * KW + kw] * xv[((n * C + ci) * H + ih) * W + iw];
+              }
+          y[((n * O + oc) * OH + i) * OW + j] = s;
+        }
+  return y;
+}
+
+// Largest |a - r| / (1 + |r|) between a tensor and a reference.
+double max_rel_diff(const Tensor& a, const std::vector<double>& r) {
+  auto av = a.to_vector<double>();
+  REQUIRE(av.size() == r.size());
+  double m = 0;
+  for (size_t i = 0; i < r.size(); ++i) m = std::max(m, std::fabs(av[i] - r[i]) / (1 + std::fabs(r[i])));
+  return m;
+}
+
+struct Combo {
+  int64_t stride, pad, dil, groups;  // groups == 0 stands for depthwise (groups = C)
+  bool bias, odd;
+  std::string str() const {
+    return "stride " + std::to_string(stride) + " pad " + std::to_string(pad) + " dil " +
+           std::to_string(dil) + " groups " + (groups ? std::to_string(groups) : "C") +
+           (bias ? " bias" : " no-bias") + (odd ? " odd" : " even");
+  }
+};
+
+std::vector<Combo> all_combos() {
+  std::vector<Combo> r;
+  for (int64_t s : {1, 2})
+    for (int64_t p : {0, 1, 2})
+      for (int64_t d : {1, 2})
+        for (int64_t g : {1, 2, 0})
+          for (bool b : {true, false})
+            for (bool odd : {true, false}) r.push_back({s, p, d, g, b, odd});
+  return r;
+}
+
+// Small inputs for one combination: N=2, C=4; O=6 (groups 1, 2) or 4 (depthwise);
+// odd: 5x7 image, 3x3 kernel; even: 6x4 image, 3x2 kernel.
+struct Case {
+  Tensor x, w, b;
+  Conv2dOptions o;
+};
+Case make_case(const Combo& k, uint64_t seed, DType dt = DType::f64) {
+  const int64_t C = 4, groups = k.groups ? k.groups : C, O = k.groups ? 6 : C;
+  const int64_t H = k.odd ? 5 : 6, W = k.odd ? 7 : 4, KH = 3, KW = k.odd ? 3 : 2;
+  Case c;
+  c.x = rand_tensor({2, C, H, W}, seed, -1, 1, dt);
+  c.w = rand_tensor({O, C / groups, KH, KW}, seed + 1, -1, 1, dt);
+  if (k.bias) c.b = rand_tensor({O}, seed + 2, -1, 1, dt);
+  c.o.stride[0] = c.o.stride[1] = k.stride;
+  c.o.padding[0] = c.o.padding[1] = k.pad;
+  c.o.dilation[0] = c.o.dilation[1] = k.dil;
+  c.o.groups = groups;
+  return c;
+}
+
+void check_forward(const Case& c, double tol) {
+  Shape shp;
+  auto ref = naive_conv(c.x, c.w, c.b, c.o, shp);
+  Tensor y = conv2d(c.x, c.w, c.b, c.o);
+  REQUIRE(y.shape() == shp);
+  CHECK(max_rel_diff(y, ref) < tol);
+}
+
+GradcheckResult check_grads(const Case& c) {
+  const Conv2dOptions o = c.o;
+  if (c.b.defined())
+    return gradcheck([o](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], o); },
+                     {c.x, c.w, c.b});
+  return gradcheck([o](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], Tensor(), o); },
+                   {c.x, c.w});
+}
+
+}  // namespace
+
+TEST_CASE("conv2d: forward matches the naive reference over all combinations (f64 and f32)") {
+  uint64_t seed = 100;
+  for (const Combo& k : all_combos()) {
+    INFO(k.str());
+    check_forward(make_case(k, seed), 1e-12);
+    check_forward(make_case(k, seed, DType::f32), 1e-5);
+    seed += 3;
+  }
+}
+
+TEST_CASE("conv2d: gradients for x, weight, bias by finite differences over all combinations") {
+  uint64_t seed = 900;
+  for (const Combo& k : all_combos()) {
+    INFO(k.str());
+    CHECK_GRADCHECK(check_grads(make_case(k, seed)));
+    seed += 3;
+  }
+}
+
+TEST_CASE("conv2d: asymmetric options, 1x1 kernels and depthwise with channel multiplier 2") {
+  Conv2dOptions a;
+  a.stride[0] = 1, a.stride[1] = 2, a.padding[0] = 2, a.padding[1] = 0;
+  a.dilation[0] = 1, a.dilation[1] = 2, a.groups = 2;
+  Conv2dOptions pw;  // 1x1, stride 1, no padding: the path that skips im2col
+  pw.groups = 2;
+  Conv2dOptions dm;  // depthwise, O = 2C
+  dm.groups = 3, dm.padding[0] = dm.padding[1] = 1, dm.stride[0] = 2;
+  struct {
+    Conv2dOptions o;
+    Shape x, w;
+  } cases[] = {{a, {2, 4, 6, 7}, {6, 2, 3, 2}}, {pw, {3, 4, 5, 3}, {6, 2, 1, 1}},
+               {dm, {2, 3, 5, 6}, {6, 1, 3, 3}}};
+  uint64_t seed = 7;
+  for (auto& cs : cases) {
+    INFO("x ", shape_str(cs.x), " w ", shape_str(cs.w));
+    Case c{rand_tensor(cs.x, seed), rand_tensor(cs.w, seed + 1), rand_tensor({cs.w[0]}, seed + 2), cs.o};
+    check_forward(c, 1e-12);
+    CHECK_GRADCHECK(check_grads(c));
+    seed += 3;
+  }
+}
+
+TEST_CASE("conv2d: direct depthwise kernels agree with im2col + gemm") {
+  for (int64_t m : {1, 2}) {
+    ConvGeom g;
+    g.N = 3, g.C = 5, g.H = 9, g.W = 8, g.O = 5 * m, g.KH = 3, g.KW = 3, g.groups = 5;
+    g.sh = 2, g.sw = 1, g.ph = 1, g.pw = 2, g.dh = 1, g.dw = 2;
+    g.OH = conv_out_size(g.H, g.KH, g.sh, g.ph, g.dh);
+    g.OW = conv_out_size(g.W, g.KW, g.sw, g.pw, g.dw);
+    REQUIRE(conv_is_depthwise(g));
+    auto x = rand_tensor({g.N, g.C, g.H, g.W}, 1).to_vector<double>();
+    auto w = rand_tensor({g.O, 1, g.KH, g.KW}, 2).to_vector<double>();
+    auto b = rand_tensor({g.O}, 3).to_vector<double>();
+    auto dy = rand_tensor({g.N, g.O, g.OH, g.OW}, 4).to_vector<double>();
+    const size_t ny = dy.size();
+    std::vector<double> y1(ny), y2(ny), dx1(x.size()), dx2(x.size()), dw1(w.size()), dw2(w.size());
+    conv2d_forward_cpu(y1.data(), x.data(), w.data(), b.data(), g);
+    depthwise_conv2d_forward_cpu(y2.data(), x.data(), w.data(), b.data(), g);
+    conv2d_backward_data_cpu(dx1.data(), dy.data(), w.data(), g);
+    depthwise_conv2d_backward_data_cpu(dx2.data(), dy.data(), w.data(), g);
+    conv2d_backward_weight_cpu(dw1.data(), dy.data(), x.data(), g);
+    depthwise_conv2d_backward_weight_cpu(dw2.data(), dy.data(), x.data(), g);
+    auto close = [](const std::vector<double>& a, const std::vector<double>& r) {
+      double d = 0;
+      for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::fabs(a[i] - r[i]));
+      return d;
+    };
+    INFO("multiplier ", m);
+    CHECK(close(y1, y2) < 1e-12);
+    CHECK(close(dx1, dx2) < 1e-12);
+    CHECK(close(dw1, dw2) < 1e-12);
+  }
+}
+
+TEST_CASE("conv2d: same thread count gives the same bits; other counts agree to rounding") {
+  const int saved = num_threads();
+  Tensor x = rand_tensor({5, 8, 12, 12}, 11, -1, 1, DType::f32);
+  Tensor w = rand_tensor({8, 8, 3, 3}, 12, -1, 1, DType::f32);
+  Tensor b = rand_tensor({8}, 13, -1, 1, DType::f32);
+  Tensor gy = rand_tensor({5, 8, 12, 12}, 14, -1, 1, DType::f32);
+  Conv2dOptions o;
+  o.padding[0] = o.padding[1] = 1;
+  auto run = [&](int threads) {
+    set_num_threads(threads);
+    Tensor xr = x.clone().set_requires_grad(true), wr = w.clone().set_requires_grad(true);
+    Tensor br = b.clone().set_requires_grad(true);
+    Tensor y = conv2d(xr, wr, br, o);
+    backward(y, gy);
+    return std::vector<std::vector<float>>{y.to_vector<float>(), xr.grad().to_vector<float>(),
+                                           wr.grad().to_vector<float>(), br.grad().to_vector<float>()};
+  };
+  auto r1 = run(1), r2a = run(2), r2b = run(2), r3 = run(3);
+  set_num_threads(saved);
+  for (size_t k = 0; k < r1.size(); ++k) {
+    INFO("output ", k, " (y, dx, dw, db)");
+    CHECK(std::memcmp(r2a[k].data(), r2b[k].data(), r2a[k].size() * sizeof(float)) == 0);
+    double d2 = 0, d3 = 0;
+    for (size_t i = 0; i < r1[k].size(); ++i) {
+      d2 = std::max(d2, (double)std::fabs(r2a[k][i] - r1[k][i]) / (1 + std::fabs(r1[k][i])));
+      d3 = std::max(d3, (double)std::fabs(r3[k][i] - r1[k][i]) / (1 + std::fabs(r1[k][i])));
+    }
+    CHECK(d2 < 1e-5);
+    CHECK(d3 < 1e-5);
+  }
+}
+
+TEST_CASE("conv2d: records a node with inputs x, weight, bias; no gradient where none is asked") {
+  Tensor x = rand_tensor({1, 2, 4, 4}, 1);
+  Tensor w = rand_tensor({3, 2, 3, 3}, 2).set_requires_grad(true);
+  Tensor y = conv2d(x, w, Tensor(), Conv2dOptions());
+  REQUIRE(y.node() != nullptr);
+  CHECK(y.node()->kind == "conv2d");
+  CHECK(y.node()->input_names == std::vector<std::string>{"x", "weight", "bias"});
+  CHECK(y.shape() == Shape{1, 3, 2, 2});
+  backward(sum(y));
+  CHECK(w.grad().defined());
+  CHECK_FALSE(x.grad().defined());
+  // dL/dw for L = sum(y) is the sum of x over each window position.
+  auto xv = x.to_vector<double>();
+  double s = 0;
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j) s += xv[i * 4 + j];  // channel 0, tap (0, 0)
+  CHECK(w.grad().to_vector<double>()[0] == doctest::Approx(s).epsilon(1e-12));
+}
+
+TEST_CASE("conv2d: bad inputs are errors naming conv2d and the shape") {
+  Tensor x = rand_tensor({2, 4, 5, 5}, 1), w = rand_tensor({6, 4, 3, 3}, 2);
+  Conv2dOptions o;
+  auto throws_with = [](auto f, const char* what) {
+    CHECK_THROWS_WITH_AS(f(), doctest::Contains("conv2d"), Error);
+    CHECK_THROWS_WITH_AS(f(), doctest::Contains(what), Error);
+  };
+  throws_with([&] { return conv2d(rand_tensor({4, 5, 5}, 1), w, Tensor(), o); }, "(4, 5, 5)");
+  throws_with([&] { return conv2d(x, rand_tensor({6, 4, 3}, 2), Tensor(), o); }, "(6, 4, 3)");
+  throws_with([&] { return conv2d(x, rand_tensor({6, 3, 3, 3}, 2), Tensor(), o); }, "(6, 3, 3, 3)");
+  Conv2dOptions g3;
+  g3.groups = 3;  // 4 channels do not split in 3 groups
+  throws_with([&] { return conv2d(x, rand_tensor({6, 1, 3, 3}, 2), Tensor(), g3); }, "(2, 4, 5, 5)");
+  Conv2dOptions g4;
+  g4.groups = 4;  // 6 output channels do not split in 4 groups
+  throws_with([&] { return conv2d(x, rand_tensor({6, 1, 3, 3}, 2), Tensor(), g4); }, "(6, 1, 3, 3)");
+  throws_with([&] { return conv2d(x, rand_tensor({6, 4, 7, 3}, 2), Tensor(), o); }, "(6, 4, 7, 3)");
+  Conv2dOptions dil;
+  dil.dilation[0] = 3;  // effective kernel 7 > 5
+  throws_with([&] { return conv2d(x, w, Tensor(), dil); }, "(2, 4, 5, 5)");
+  throws_with([&] { return conv2d(x, w, rand_tensor({5}, 3), o); }, "(5,)");
+  throws_with([&] { return conv2d(x, rand_tensor({6, 4, 3, 3}, 2, -1, 1, DType::f32), Tensor(), o); },
+              "float32");
+  throws_with([&] { return conv2d(x, w, rand_tensor({6}, 3, -1, 1, DType::f32), o); }, "float32");
+  Conv2dOptions s0;
+  s0.stride[1] = 0;
+  throws_with([&] { return conv2d(x, w, Tensor(), s0); }, "stride");
+}
