@@ -1,0 +1,25 @@
+// Batch-norm CPU kernels on raw pointers. x, y, dy, dx: (N, C, HW) contiguous; per-channel
+// statistics are double. Each channel is one work item, so results do not depend on the threads.
+#pragma once
+#include <cstdint>
+
+namespace lowbit {
+
+// mean (C) and biased variance (C) over the N*HW values of each channel (two passes, double).
+template <class T>
+void batch_norm_stats_cpu(double* mean, double* var, const T* x, int64_t n, int64_t c, int64_t hw);
+
+// y = (x - mean) * invstd * gamma + beta; gamma, beta (C) may be null (1 and 0).
+template <class T>
+void batch_norm_forward_cpu(T* y, const T* x, const double* mean, const double* invstd,
+                            const T* gamma, const T* beta, int64_t n, int64_t c, int64_t hw);
+
+// dgamma = sum(dy * x_hat), dbeta = sum(dy) per channel (double, C). dx (may be null):
+//   training: gamma * invstd * (dy - sum(dy)/M - x_hat * sum(dy * x_hat)/M), M = N*HW
+//   eval:     gamma * invstd * dy (the statistics are constants)
+template <class T>
+void batch_norm_backward_cpu(T* dx, double* dgamma, double* dbeta, const T* dy, const T* x,
+                             const double* mean, const double* invstd, const T* gamma,
+                             bool training, int64_t n, int64_t c, int64_t hw);
+
+}  // namespace lowbit

@@ -1,0 +1,19 @@
+// Copy kernels for the shape ops (core/ops_shape.cpp). They move bytes, so one kernel serves every
+// dtype. A tensor is seen as (outer, axis, inner) around the axis the op works on.
+#pragma once
+#include <cstdint>
+
+namespace lowbit {
+
+// Copies a block of `len` positions along the axis from src (outer, src_axis, inner) starting at
+// src_start into dst (outer, dst_axis, inner) starting at dst_start. elem: bytes per element.
+void copy_axis_block_cpu(void* dst, int64_t dst_axis, int64_t dst_start, const void* src,
+                         int64_t src_axis, int64_t src_start, int64_t len, int64_t outer,
+                         int64_t inner, int64_t elem);
+
+// Channel shuffle: x (N, g, C/g, HW) -> y (N, C/g, g, HW), i.e. output channel j*g + i takes input
+// channel i*(C/g) + j. Shuffling with C/g groups undoes it. elem: bytes per element.
+void channel_shuffle_cpu(void* y, const void* x, int64_t n, int64_t c, int64_t groups, int64_t hw,
+                         int64_t elem);
+
+}  // namespace lowbit

@@ -1,0 +1,115 @@
+// batch_norm2d: y = (x - mean) / sqrt(var + eps) * weight + bias per channel of x (N, C, H, W).
+// Training normalises with the batch mean and biased variance and updates the running averages
+// in place (r = (1-m) r + m batch, unbiased variance: PyTorch's convention); eval uses them.
+#include <cmath>
+#include <memory>
+
+#include "core/autograd.h"
+#include "core/cpu/norm_kernels.h"
+#include "core/ops.h"
+
+namespace lowbit {
+
+namespace {
+
+void check_channel_param(const Tensor& t, const Tensor& x, const char* arg) {
+  if (!t.defined()) return;
+  check_float(t, "batch_norm2d", arg);
+  check_cpu(t, "batch_norm2d");
+  LB_CHECK(t.dtype() == x.dtype(), "batch_norm2d: ", arg, " is ", dtype_name(t.dtype()),
+           ", x is ", dtype_name(x.dtype()));
+  LB_CHECK(t.dim() == 1 && t.shape()[0] == x.shape()[1], "batch_norm2d: ", arg, " has shape ",
+           shape_str(t.shape()), ", expected (", x.shape()[1], ",) for x of shape ",
+           shape_str(x.shape()));
+}
+
+}  // namespace
+
+Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                    Tensor running_var, bool training, double momentum, double eps) {
+  check_float(x, "batch_norm2d", "x");
+  check_cpu(x, "batch_norm2d");
+  LB_CHECK(x.dim() == 4, "batch_norm2d: x must be 4-d (N, C, H, W), got shape ",
+           shape_str(x.shape()));
+  check_channel_param(weight, x, "weight");
+  check_channel_param(bias, x, "bias");
+  check_channel_param(running_mean, x, "running_mean");
+  check_channel_param(running_var, x, "running_var");
+  LB_CHECK(running_mean.defined() == running_var.defined(),
+           "batch_norm2d: running_mean and running_var must be given together");
+  LB_CHECK(eps >= 0, "batch_norm2d: eps must be >= 0, got ", eps);
+  const int64_t n = x.shape()[0], c = x.shape()[1], hw = x.shape()[2] * x.shape()[3];
+  const int64_t count = n * hw;
+  if (training) {
+    // The unbiased variance (and any meaningful batch statistic) needs two values per channel.
+    LB_CHECK(count > 1, "batch_norm2d: expected more than 1 value per channel when training, got x "
+             "of shape ", shape_str(x.shape()));
+    LB_CHECK(momentum >= 0 && momentum <= 1, "batch_norm2d: momentum must be in [0, 1], got ",
+             momentum);
+  } else {
+    LB_CHECK(running_mean.defined(), "batch_norm2d: eval mode needs running_mean and running_var");
+  }
+
+  // Statistics used for normalising, saved (not the running buffers, which may change later).
+  auto mean = std::make_shared<std::vector<double>>((size_t)c);
+  auto invstd = std::make_shared<std::vector<double>>((size_t)c);
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  LB_DISPATCH_FLOAT(x.dtype(), "batch_norm2d", [&] {
+    std::vector<double> var((size_t)c);
+    if (training) {
+      batch_norm_stats_cpu(mean->data(), var.data(), x.data<scalar_t>(), n, c, hw);
+    } else {
+      const scalar_t* rm = running_mean.data<scalar_t>();
+      const scalar_t* rv = running_var.data<scalar_t>();
+      for (int64_t i = 0; i < c; ++i) {
+        (*mean)[i] = (double)rm[i];
+        var[i] = (double)rv[i];
+      }
+    }
+    for (int64_t i = 0; i < c; ++i) {
+      LB_CHECK(var[i] + eps > 0, "batch_norm2d: variance + eps is ", var[i] + eps, " in channel ",
+               i, " (eps = ", eps, "); cannot normalise");
+      (*invstd)[i] = 1.0 / std::sqrt(var[i] + eps);
+    }
+    if (training && running_mean.defined()) {  // after the checks: a failed call changes nothing
+      scalar_t* rm = running_mean.data<scalar_t>();
+      scalar_t* rv = running_var.data<scalar_t>();
+      const double unbias = (double)count / (double)(count - 1);
+      for (int64_t i = 0; i < c; ++i) {
+        rm[i] = (scalar_t)((1 - momentum) * (double)rm[i] + momentum * (*mean)[i]);
+        rv[i] = (scalar_t)((1 - momentum) * (double)rv[i] + momentum * var[i] * unbias);
+      }
+    }
+    batch_norm_forward_cpu(y.data<scalar_t>(), x.data<scalar_t>(), mean->data(), invstd->data(),
+                           weight.defined() ? weight.data<scalar_t>() : nullptr,
+                           bias.defined() ? bias.data<scalar_t>() : nullptr, n, c, hw);
+  });
+
+  Tensor sx = x.detach();
+  Tensor sw = weight.defined() ? weight.detach() : Tensor();
+  return record(
+      y, "batch_norm2d", {x, weight, bias}, {"x", "weight", "bias"},
+      [sx, sw, mean, invstd, training, n, c, hw](const Node& node, const Tensor& g) {
+        // needs_grad throws on an undefined input: ask only for the parameters that exist.
+        const bool want_x = node.needs_grad(0);
+        const bool want_w = node.inputs[1].defined() && node.needs_grad(1);
+        const bool want_b = node.inputs[2].defined() && node.needs_grad(2);
+        Tensor gx = want_x ? Tensor::empty(sx.shape(), sx.dtype()) : Tensor();
+        Tensor gw = want_w ? Tensor::empty({c}, sx.dtype()) : Tensor();
+        Tensor gb = want_b ? Tensor::empty({c}, sx.dtype()) : Tensor();
+        LB_DISPATCH_FLOAT(sx.dtype(), "batch_norm2d backward", [&] {
+          std::vector<double> dgamma((size_t)c), dbeta((size_t)c);
+          batch_norm_backward_cpu(want_x ? gx.data<scalar_t>() : nullptr, dgamma.data(),
+                                  dbeta.data(), g.data<scalar_t>(), sx.data<scalar_t>(),
+                                  mean->data(), invstd->data(),
+                                  sw.defined() ? sw.data<scalar_t>() : nullptr, training, n, c, hw);
+          for (int64_t i = 0; i < c; ++i) {
+            if (want_w) gw.data<scalar_t>()[i] = (scalar_t)dgamma[i];
+            if (want_b) gb.data<scalar_t>()[i] = (scalar_t)dbeta[i];
+          }
+        });
+        return std::vector<Tensor>{gx, gw, gb};
+      });
+}
+
+}  // namespace lowbit
