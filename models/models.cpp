@@ -53,10 +53,14 @@ std::vector<std::string> model_names() {
           "mobilenetv2",  "wrn-40-4",         "wrn-28-10",        "smallcnn"};
 }
 
-ModelPtr make_model(const std::string& name, int64_t num_classes, uint64_t seed) {
+ModelPtr build_model(const std::string& name, int64_t num_classes) {
   LB_CHECK(num_classes > 0, "make_model: num_classes must be positive, got ", num_classes,
            " (model '", name, "')");
-  ModelPtr model = build(name, num_classes);
+  return build(name, num_classes);
+}
+
+ModelPtr make_model(const std::string& name, int64_t num_classes, uint64_t seed) {
+  ModelPtr model = build_model(name, num_classes);
   model->init(seed);
   return model;
 }

@@ -22,6 +22,10 @@ using ModelPtr = std::shared_ptr<Module>;
 // The parameters are initialised from `seed` (Module::init). Unknown name: error listing the names.
 ModelPtr make_model(const std::string& name, int64_t num_classes, uint64_t seed);
 std::vector<std::string> model_names();  // the names make_model accepts (wrn: two examples)
+// make_model without the seeded init: the weights are those the layers' constructors drew. For
+// a checkpoint about to be loaded, or a count of parameters, this skips one pass of the RNG
+// over every weight (seconds for the wide models).
+ModelPtr build_model(const std::string& name, int64_t num_classes);
 
 // The builders make_model dispatches to (parameters left at their constructors' values).
 ModelPtr make_resnet_cifar(int depth, bool option_b, int64_t num_classes);  // models/resnet_cifar.cpp
