@@ -18,6 +18,7 @@ const std::vector<Command>& commands() {
       {"plot", "draw a run's loss and accuracy curves to PNG", cmd_plot},
       {"grad", "run one op forward and backward on .npy tensors (gradient auditing)", cmd_grad},
       {"bench-ops", "time conv2d/linear kernels at ResNet-20's shapes", cmd_bench_ops},
+      {"info", "print a model's layer table: output shapes, parameters, MACs", cmd_info},
   };
   return table;
 }
