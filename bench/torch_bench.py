@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""PyTorch side of the speed comparison: the same model, batch and thread count as `lowbit bench`.
+Prints train_img_per_s=... eval_img_per_s=... (median over --iters after warm-up), like lowbit.
+Run with Debian's python3-torch: /usr/bin/python3 bench/torch_bench.py --model resnet20 --threads 2
+"""
+import argparse, json, statistics, sys, time, resource, os
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch
+import torch.nn.functional as F
+from torch_models import build as make_model
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="resnet20")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(1)
+    m = make_model(a.model, 10)
+    x = torch.randn(a.batch, 3, 32, 32)
+    y = torch.arange(a.batch) % 10
+    opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    tt, te = [], []
+    m.train()
+    for i in range(a.warmup + a.iters):
+        t0 = time.perf_counter()
+        loss = F.cross_entropy(m(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i >= a.warmup: tt.append(time.perf_counter() - t0)
+    m.eval()
+    with torch.no_grad():
+        for i in range(a.warmup + a.iters):
+            t0 = time.perf_counter()
+            m(x)
+            if i >= a.warmup: te.append(time.perf_counter() - t0)
+    r = {"model": a.model, "batch": a.batch, "threads": a.threads,
+         "train_img_per_s": a.batch / statistics.median(tt), "eval_img_per_s": a.batch / statistics.median(te),
+         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if a.json: print(json.dumps(r))
+    else: print("train_img_per_s=%.1f eval_img_per_s=%.1f peak_rss_mb=%.0f (torch %s, model %s, batch %d, threads %d)" % (
+        r["train_img_per_s"], r["eval_img_per_s"], r["peak_rss_mb"], torch.__version__, a.model, a.batch, a.threads))
+
+if __name__ == "__main__":
+    main()
