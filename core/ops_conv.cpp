@@ -22,11 +22,15 @@ ConvGeom conv_geom(const Tensor& x, const Tensor& w, const Tensor& b, const Conv
   check_cpu(x, op);
   check_cpu(w, op);
   for (int i = 0; i < 2; ++i) {
-    LB_CHECK(o.stride[i] >= 1, "conv2d: stride must be >= 1, got ", o.stride[i]);
-    LB_CHECK(o.padding[i] >= 0, "conv2d: padding must be >= 0, got ", o.padding[i]);
-    LB_CHECK(o.dilation[i] >= 1, "conv2d: dilation must be >= 1, got ", o.dilation[i]);
+    LB_CHECK(o.stride[i] >= 1, "conv2d: stride must be >= 1, got ", o.stride[0], "x", o.stride[1],
+             " (x ", shape_str(x.shape()), ")");
+    LB_CHECK(o.padding[i] >= 0, "conv2d: padding must be >= 0, got ", o.padding[0], "x",
+             o.padding[1], " (x ", shape_str(x.shape()), ")");
+    LB_CHECK(o.dilation[i] >= 1, "conv2d: dilation must be >= 1, got ", o.dilation[0], "x",
+             o.dilation[1], " (x ", shape_str(x.shape()), ")");
   }
-  LB_CHECK(o.groups >= 1, "conv2d: groups must be >= 1, got ", o.groups);
+  LB_CHECK(o.groups >= 1, "conv2d: groups must be >= 1, got ", o.groups, " (x ",
+           shape_str(x.shape()), ")");
   ConvGeom g;
   g.N = x.size(0), g.C = x.size(1), g.H = x.size(2), g.W = x.size(3);
   g.O = w.size(0), g.KH = w.size(2), g.KW = w.size(3);
@@ -45,8 +49,8 @@ ConvGeom conv_geom(const Tensor& x, const Tensor& w, const Tensor& b, const Conv
     check_cpu(b, op);
     LB_CHECK(b.dim() == 1 && b.size(0) == g.O, "conv2d: bias must have shape (", g.O,
              ",) for weight ", shape_str(w.shape()), ", got ", shape_str(b.shape()));
-    LB_CHECK(b.dtype() == x.dtype(), "conv2d: dtype mismatch, bias ", dtype_name(b.dtype()),
-             " vs x ", dtype_name(x.dtype()));
+    LB_CHECK(b.dtype() == x.dtype(), "conv2d: dtype mismatch, bias ", dtype_name(b.dtype()), " ",
+             shape_str(b.shape()), " vs x ", dtype_name(x.dtype()), " ", shape_str(x.shape()));
   }
   g.OH = conv_out_size(g.H, g.KH, g.sh, g.ph, g.dh);
   g.OW = conv_out_size(g.W, g.KW, g.sw, g.pw, g.dw);

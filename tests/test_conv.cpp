@@ -267,8 +267,12 @@ TEST_CASE("conv2d: bad inputs are errors naming conv2d and the shape") {
   throws_with([&] { return conv2d(x, w, rand_tensor({5}, 3), o); }, "(5,)");
   throws_with([&] { return conv2d(x, rand_tensor({6, 4, 3, 3}, 2, -1, 1, DType::f32), Tensor(), o); },
               "float32");
-  throws_with([&] { return conv2d(x, w, rand_tensor({6}, 3, -1, 1, DType::f32), o); }, "float32");
+  throws_with([&] { return conv2d(x, w, rand_tensor({6}, 3, -1, 1, DType::f32), o); }, "(6,)");
+  throws_with([&] { return conv2d(x.to(DType::i64), w, Tensor(), o); }, "int64");
   Conv2dOptions s0;
   s0.stride[1] = 0;
   throws_with([&] { return conv2d(x, w, Tensor(), s0); }, "stride");
+  Conv2dOptions g0;
+  g0.groups = 0;
+  throws_with([&] { return conv2d(x, w, Tensor(), g0); }, "groups");
 }

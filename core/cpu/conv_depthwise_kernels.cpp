@@ -81,7 +81,7 @@ void depthwise_conv2d_backward_weight_cpu(T* dw, const T* dy, const T* x, const 
           const int64_t off_w = kw * g.dw - g.pw;
           int64_t lo, hi;
           conv_valid_range(off_w, g.sw, g.W, g.OW, lo, hi);
-          T s = 0;
+          double s = 0;  // a batch-wide sum: float32 would lose digits over N*OH rows
           for (int64_t n = 0; n < g.N; ++n) {
             const T* xp = x + (n * g.C + o / m) * hw;
             const T* dyp = dy + (n * g.O + o) * ohw;
@@ -95,7 +95,7 @@ void depthwise_conv2d_backward_weight_cpu(T* dw, const T* dy, const T* x, const 
               s += r;
             }
           }
-          dw[(o * g.KH + kh) * g.KW + kw] = s;
+          dw[(o * g.KH + kh) * g.KW + kw] = (T)s;
         }
   });
 }

@@ -1,6 +1,6 @@
 // General conv2d kernels: im2col + gemm per image (the GEMM runs on a (C/groups*KH*KW, OH*OW)
 // column matrix per group), col2im for the data gradient, per-chunk partial sums for the weight
-// gradient. The batch is cut into min(N, threads) fixed chunks that run in parallel with
+// gradient. The batch is cut into fixed chunks (conv_util.h) that run in parallel with
 // single-threaded GEMMs inside, so OpenMP and OpenBLAS never oversubscribe the cores.
 #include "core/cpu/conv_kernels.h"
 

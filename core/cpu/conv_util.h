@@ -1,8 +1,9 @@
-// Helpers shared by the conv and pool kernels: the range of output columns whose input column
-// falls inside the image, and the fixed batch chunking that keeps OpenMP and OpenBLAS from
-// oversubscribing the cores while keeping reductions in a deterministic order.
+// Helpers shared by the conv kernels: the range of output columns whose input column falls inside
+// the image, and the fixed batch chunking that keeps OpenMP and OpenBLAS from oversubscribing the
+// cores while keeping reductions in a deterministic order.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #include "core/cpu/blas.h"
@@ -19,32 +20,39 @@ inline void conv_valid_range(int64_t off, int64_t stride, int64_t in, int64_t ou
   hi = std::max(lo, std::min(hi, out));
 }
 
-// The batch is cut into this many chunks: one per thread (at least one, at most one per image).
+// The batch is cut into this many chunks: a few per thread (at least one, at most one per image),
+// so a thread that the OS preempts on a busy machine does not leave the others waiting at the end.
 // The cut depends only on N and the configured thread count, never on OpenMP's scheduling.
 inline int64_t conv_image_chunks(int64_t n) {
-  return std::max<int64_t>(1, std::min<int64_t>(n, num_threads()));
+  const int64_t t = num_threads();
+  return std::max<int64_t>(1, std::min<int64_t>(n, t > 1 ? 4 * t : 1));
 }
 
-// Runs fn(chunk, n0, n1) for each chunk of images [n0, n1) in parallel. While several chunks run
-// at once, OpenBLAS is held to one thread (each chunk's GEMMs are then single-threaded) and given
-// back the configured count afterwards; a single chunk keeps OpenBLAS's own threading.
+// Runs fn(chunk, n0, n1) for each chunk of images [n0, n1), the chunks handed out to the threads
+// one at a time from a shared counter. Which thread runs a chunk never changes its result, so
+// the caller's per-chunk partial sums, reduced in chunk order, give the same bits every run.
+// While several chunks run at once, OpenBLAS is held to one thread (each chunk's GEMMs are then
+// single-threaded) and given back the configured count afterwards; a single chunk keeps
+// OpenBLAS's own threading.
 template <class F>
 void conv_for_image_chunks(int64_t n, int64_t cost_per_image, F&& fn) {
   const int64_t chunks = conv_image_chunks(n);
-  auto run = [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) fn(c, c * n / chunks, (c + 1) * n / chunks);
-  };
+  auto run = [&](int64_t c) { fn(c, c * n / chunks, (c + 1) * n / chunks); };
   if (chunks == 1 || n * cost_per_image < 65536) {  // too small to pay for a parallel region:
-    run(0, chunks);                                  // the same chunks serially, the same bits
+    for (int64_t c = 0; c < chunks; ++c) run(c);    // the same chunks serially, the same bits
     return;
   }
   struct BlasOneThread {  // restores the count even if fn throws (it should not)
     BlasOneThread() { blas_set_num_threads(1); }
     ~BlasOneThread() { blas_set_num_threads(num_threads()); }
   } guard;
-  // A cost large enough that parallel_for always splits: the work was judged above, and the
-  // chunk count (not OpenMP's split) is what decides the reduction order.
-  parallel_for(chunks, 1 << 20, run);
+  std::atomic<int64_t> next{0};
+  // One task per thread (a cost large enough that parallel_for always splits); each takes chunks
+  // from the counter until none is left.
+  parallel_for(std::min<int64_t>(chunks, num_threads()), 1 << 20, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      for (int64_t c = next++; c < chunks; c = next++) run(c);
+  });
 }
 
 }  // namespace lowbit
