@@ -2,11 +2,11 @@
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
-#include "core/cpu/blas.h"
+#include "core/process.h"
 #include "core/parallel.h"
 
 int main(int argc, char** argv) {
-  lowbit::ensure_blas_core(argv);
+  lowbit::init_process(argv);
   lowbit::set_num_threads(0);
   doctest::Context ctx;
   ctx.applyCommandLine(argc, argv);

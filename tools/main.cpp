@@ -2,12 +2,12 @@
 #include <cstdio>
 #include <exception>
 
-#include "core/cpu/blas.h"
+#include "core/process.h"
 #include "core/error.h"
 #include "tools/commands.h"
 
 int main(int argc, char** argv) {
-  lowbit::ensure_blas_core(argv);
+  lowbit::init_process(argv);
   try {
     return lowbit::run_command(argc, argv);
   } catch (const lowbit::Error& e) {
