@@ -6,6 +6,7 @@
 
 #include "core/cpu/blas.h"
 #include "core/device_memory.h"
+#include "core/parallel.h"
 #include "core/error.h"
 
 namespace lowbit {
@@ -28,6 +29,8 @@ std::string version_string() {
   v += "\nblas: OpenBLAS, core " + blas_core_name();
   const char* forced = std::getenv("OPENBLAS_CORETYPE");
   if (forced) v += std::string(" (OPENBLAS_CORETYPE=") + forced + ")";
+  const char* wait = std::getenv("OMP_WAIT_POLICY");
+  v += std::string("\nopenmp: ") + std::to_string(num_threads()) + " threads, OMP_WAIT_POLICY=" + (wait ? wait : "default");
   v += std::string("\ncuda: ") + (cuda_available() ? "available" : "not built (CPU build)");
   return v;
 }

@@ -2,7 +2,6 @@
 #include "core/cpu/blas.h"
 
 #include <cblas.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -45,20 +44,15 @@ std::string preferred_blas_core() {
   return "";
 }
 
-void ensure_blas_core(char** argv) {
-  if (std::getenv("OPENBLAS_CORETYPE") || std::getenv("LOWBIT_BLAS_REEXEC")) return;
+std::string blas_core_override() {
+  if (std::getenv("OPENBLAS_CORETYPE")) return "";
   std::string want = preferred_blas_core();
-  if (want.empty()) return;
-  std::string have = blas_core_name();
+  if (want.empty()) return "";
   auto lower = [](std::string s) {
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
     return s;
   };
-  if (lower(have) == lower(want)) return;
-  setenv("OPENBLAS_CORETYPE", want.c_str(), 1);
-  setenv("LOWBIT_BLAS_REEXEC", "1", 1);  // guards against a loop if the library ignores it
-  execv("/proc/self/exe", argv);
-  // execv only returns on failure: carry on with the kernel we have.
+  return lower(blas_core_name()) == lower(want) ? "" : want;
 }
 
 }  // namespace lowbit

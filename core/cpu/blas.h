@@ -16,12 +16,12 @@ void blas_set_num_threads(int n);
 std::string blas_core_name();  // openblas_get_corename()
 
 // OpenBLAS reads OPENBLAS_CORETYPE once, when the library is loaded (before main). Debian's
-// 0.3.21 takes recent AVX-512 Xeons for an old core and runs SGEMM 4-5x slower. Called first in
-// main: if the user did not set the variable and the loaded kernel is not the best one this CPU
-// can run (checked with cpuid, never forcing a core the CPU lacks), set it and re-execute the
-// program once so the library loads with it. Returns normally when nothing needs doing.
-void ensure_blas_core(char** argv);
-// The core type ensure_blas_core would pick for this CPU ("SKYLAKEX", "ZEN", "HASWELL", or "").
+// 0.3.21 takes recent AVX-512 Xeons for an old core and runs SGEMM 4-5x slower. Returns the core
+// type to set when the user did not set the variable and the loaded kernel is not the best one
+// this CPU can run (checked with cpuid, never a core the CPU lacks); "" when nothing needs doing.
+// init_process (core/process.h) sets it and re-executes the program once.
+std::string blas_core_override();
+// The core type blas_core_override would pick for this CPU ("SKYLAKEX", "ZEN", "HASWELL", or "").
 std::string preferred_blas_core();
 
 }  // namespace lowbit
