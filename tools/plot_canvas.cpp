@@ -77,15 +77,16 @@ void Canvas::save_png(const std::string& path) const {
 }
 
 namespace {
-std::string fmt_tick(double v) {
+// Enough decimals that ticks `step` apart print differently.
+std::string fmt_tick(double v, double step) {
   char b[32];
   double a = std::fabs(v);
-  if (a != 0 && (a < 1e-3 || a >= 1e5))
-    std::snprintf(b, sizeof b, "%.1e", v);
-  else if (a >= 100 || v == std::floor(v))
-    std::snprintf(b, sizeof b, "%.0f", v);
-  else
-    std::snprintf(b, sizeof b, "%.3g", v);
+  if (a != 0 && (a < 1e-4 || a >= 1e6)) {
+    std::snprintf(b, sizeof b, "%.2e", v);
+  } else {
+    int dec = step > 0 ? std::max(0, (int)std::ceil(-std::log10(step)) + 1) : 2;
+    std::snprintf(b, sizeof b, "%.*f", std::min(dec, 6), v);
+  }
   return b;
 }
 }  // namespace
@@ -116,12 +117,12 @@ void draw_panel(Canvas& c, int x0, int y0, int w, int h, const std::string& titl
     double yv = ymin + (ymax - ymin) * k / 4;
     int yy = (int)std::lround(Y(yv));
     c.rect(px0, yy, px1, yy, grid);
-    std::string t = fmt_tick(yv);
+    std::string t = fmt_tick(yv, (ymax - ymin) / 4);
     c.text(px0 - 6 - c.text_width(t), yy - 4, t, axis);
     double xv = xmin + (xmax - xmin) * k / 4;
     int xx = (int)std::lround(X(xv));
     c.rect(xx, py0, xx, py1, grid);
-    std::string tx = fmt_tick(xv);
+    std::string tx = fmt_tick(xv, (xmax - xmin) / 4);
     c.text(xx - c.text_width(tx) / 2, py1 + 6, tx, axis);
   }
   c.rect(px0, py0, px0, py1, axis);
