@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <sstream>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -65,6 +66,31 @@ Tensor record(Tensor out, const std::string& kind, std::vector<Tensor> inputs,
 Tensor name_node(Tensor t, const std::string& name) {
   if (t.defined() && t.node()) t.node()->name = name;
   return t;
+}
+
+Tensor set_node_attrs(Tensor t, const std::vector<std::pair<std::string, double>>& attrs) {
+  if (!t.defined() || !t.node()) return t;
+  auto& own = t.node()->attrs;
+  for (const auto& kv : attrs) {
+    auto it = std::find_if(own.begin(), own.end(), [&](const auto& a) { return a.first == kv.first; });
+    if (it == own.end())
+      own.push_back(kv);
+    else
+      it->second = kv.second;
+  }
+  return t;
+}
+
+double Node::attr(const std::string& key, double fallback) const {
+  for (const auto& kv : attrs)
+    if (kv.first == key) return kv.second;
+  return fallback;
+}
+
+bool Node::has_attr(const std::string& key) const {
+  for (const auto& kv : attrs)
+    if (kv.first == key) return true;
+  return false;
 }
 
 std::vector<std::shared_ptr<Node>> graph_nodes(const Tensor& root) {
@@ -167,7 +193,16 @@ void write_dot(const Tensor& root, std::ostream& os) {
   for (auto& n : order) {
     std::string id = "n" + std::to_string(n->seq);
     os << "  " << id << " [shape=box, label=\"" << quote(n->name.empty() ? n->kind : n->name)
-       << "\\n" << n->kind << " " << shape_str(n->out_shape) << "\"];\n";
+       << "\\n" << n->kind << " " << shape_str(n->out_shape);
+    if (!n->attrs.empty()) {
+      os << "\\n";
+      for (size_t k = 0; k < n->attrs.size(); ++k) {
+        std::ostringstream v;
+        v << n->attrs[k].second;  // shortest default form: 4, 0.0312, 1e-05
+        os << (k ? " " : "") << quote(n->attrs[k].first) << "=" << v.str();
+      }
+    }
+    os << "\"];\n";
     for (size_t i = 0; i < n->inputs.size(); ++i) {
       const Tensor& in = n->inputs[i];
       if (!in.defined()) continue;

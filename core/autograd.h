@@ -7,6 +7,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -35,12 +36,19 @@ struct Node {
   BackwardFn backward;
   std::vector<GradHook> grad_hooks;
   int64_t seq = 0;  // creation order, for stable topological order and dumps
+  // Op attributes for auditing and graph dumps: the options an op ran with that its inputs do not
+  // carry (a quantizer's "bits", "signed", "per_channel", a fixed step...), numbers only, in the
+  // order the op set them. Empty for most ops; set with set_node_attrs, read with attr().
+  std::vector<std::pair<std::string, double>> attrs;
 
   bool needs_grad(size_t i) const {
     return i < inputs.size() && inputs[i].defined() && inputs[i].requires_grad();
   }
   std::string label() const { return name.empty() ? kind : name + " (" + kind + ")"; }
   Tensor output_tensor() const;  // undefined if the output was freed
+  // The value of attribute key, or fallback when the node has none.
+  double attr(const std::string& key, double fallback) const;
+  bool has_attr(const std::string& key) const;
 };
 
 // Grad mode is thread-local, as in PyTorch: recording state is a property of the calling thread,
@@ -66,6 +74,9 @@ Tensor record(Tensor out, const std::string& kind, std::vector<Tensor> inputs,
 
 // Gives the node that produced t a name (no-op for leaves); returns t.
 Tensor name_node(Tensor t, const std::string& name);
+// Sets (adds or overwrites) attributes of the node that produced t (no-op for leaves, i.e. when
+// nothing was recorded); returns t.
+Tensor set_node_attrs(Tensor t, const std::vector<std::pair<std::string, double>>& attrs);
 
 struct BackwardOptions {
   bool retain_graph = false;  // keep the backward closures (and what they saved) after the pass
@@ -78,8 +89,9 @@ void backward(const Tensor& root, const Tensor& grad_root = Tensor(),
 // All nodes reachable from root, in topological order (inputs before consumers).
 std::vector<std::shared_ptr<Node>> graph_nodes(const Tensor& root);
 
-// Graphviz DOT of the graph that produced root: one box per node with its name, kind and output
-// shape; leaves (parameters, inputs) as ellipses with their names and shapes.
+// Graphviz DOT of the graph that produced root: one box per node with its name, kind, output
+// shape and attributes (a third line "bits=4 signed=1"); leaves (parameters, inputs) as ellipses
+// with their names and shapes.
 void write_dot(const Tensor& root, std::ostream& os);
 
 // Sums g over the broadcast axes so that it has `shape` (the backward of broadcasting).

@@ -69,7 +69,7 @@ Tensor weight_op(const Tensor& w, const Tensor& alpha, const ApotOptions& o, Fam
                                  stats.data<scalar_t>(), lv.data<scalar_t>(), lv.numel(), n);
   });
   Tensor sw = w.detach(), sa = alpha.detach();
-  return record(y, op, {w, alpha}, {"w", "alpha"},
+  Tensor out = record(y, op, {w, alpha}, {"w", "alpha"},
                 [sw, sa, stats, lv, clipped](const Node& nd, const Tensor& gy) {
                   Tensor gw = nd.needs_grad(0) ? Tensor::empty(sw.shape(), sw.dtype()) : Tensor();
                   Tensor ga = nd.needs_grad(1) ? Tensor::empty(sa.shape(), sa.dtype()) : Tensor();
@@ -82,6 +82,9 @@ Tensor weight_op(const Tensor& w, const Tensor& alpha, const ApotOptions& o, Fam
                   });
                   return std::vector<Tensor>{gw, ga};
                 });
+  // The normalisation statistics too: the audit computes u = (w - mean)/std/α as the op did.
+  return set_node_attrs(out, {{"bits", o.bits}, {"mean", mean}, {"std", sd > 0 ? sd : 1.0},
+                              {"ste_clipped", clipped}});
 }
 
 Tensor activation_op(const Tensor& x, const Tensor& alpha, const ApotOptions& o, Family f,
@@ -97,7 +100,7 @@ Tensor activation_op(const Tensor& x, const Tensor& alpha, const ApotOptions& o,
                                  lv.data<scalar_t>(), lv.numel(), x.numel());
   });
   Tensor sx = x.detach(), sa = alpha.detach();
-  return record(y, op, {x, alpha}, {"x", "alpha"}, [sx, sa, lv, clipped](const Node& nd, const Tensor& gy) {
+  Tensor out = record(y, op, {x, alpha}, {"x", "alpha"}, [sx, sa, lv, clipped](const Node& nd, const Tensor& gy) {
     Tensor gx = nd.needs_grad(0) ? Tensor::empty(sx.shape(), sx.dtype()) : Tensor();
     Tensor ga = nd.needs_grad(1) ? Tensor::empty(sa.shape(), sa.dtype()) : Tensor();
     LB_DISPATCH_FLOAT(sx.dtype(), "apot backward", [&] {
@@ -108,6 +111,7 @@ Tensor activation_op(const Tensor& x, const Tensor& alpha, const ApotOptions& o,
     });
     return std::vector<Tensor>{gx, ga};
   });
+  return set_node_attrs(out, {{"bits", o.bits}, {"ste_clipped", clipped}});
 }
 
 }  // namespace

@@ -95,7 +95,7 @@ Tensor dorefa_quantize_weight(const Tensor& w, const DorefaOptions& o) {
                                    w.numel());
   });
   Tensor sw = w.detach();
-  return record(y, op, {w}, {"w"}, [sw, m](const Node&, const Tensor& gy) {
+  Tensor out = record(y, op, {w}, {"w"}, [sw, m](const Node&, const Tensor& gy) {
     Tensor gw = Tensor::empty(sw.shape(), sw.dtype());
     LB_DISPATCH_FLOAT(sw.dtype(), "dorefa_w backward", [&] {
       dorefa_w_backward_cpu<scalar_t>(gw.data<scalar_t>(), gy.data<scalar_t>(), sw.data<scalar_t>(),
@@ -103,6 +103,7 @@ Tensor dorefa_quantize_weight(const Tensor& w, const DorefaOptions& o) {
     });
     return std::vector<Tensor>{gw};
   });
+  return set_node_attrs(out, {{"bits", o.bits}});  // for the audit
 }
 
 Tensor dorefa_quantize_activation(const Tensor& x, const DorefaOptions& o) {
@@ -116,7 +117,7 @@ Tensor dorefa_quantize_activation(const Tensor& x, const DorefaOptions& o) {
     dorefa_a_forward_cpu<scalar_t>(y.data<scalar_t>(), x.data<scalar_t>(), levels, x.numel());
   });
   Tensor sx = x.detach();
-  return record(y, op, {x}, {"x"}, [sx, clipped](const Node&, const Tensor& gy) {
+  Tensor out = record(y, op, {x}, {"x"}, [sx, clipped](const Node&, const Tensor& gy) {
     Tensor gx = Tensor::empty(sx.shape(), sx.dtype());
     LB_DISPATCH_FLOAT(sx.dtype(), "dorefa_a backward", [&] {
       dorefa_a_backward_cpu<scalar_t>(gx.data<scalar_t>(), gy.data<scalar_t>(), sx.data<scalar_t>(),
@@ -124,6 +125,7 @@ Tensor dorefa_quantize_activation(const Tensor& x, const DorefaOptions& o) {
     });
     return std::vector<Tensor>{gx};
   });
+  return set_node_attrs(out, {{"bits", o.bits}, {"ste_clipped", clipped}});
 }
 
 }  // namespace lowbit

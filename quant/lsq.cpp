@@ -71,8 +71,11 @@ Tensor lsq_common(const Tensor& x, const Tensor& s, const Tensor* beta, const Ls
     if (bt.defined()) out.push_back(gb);
     return out;
   };
-  if (beta) return record(y, op, {x, s, *beta}, {"x", "s", "beta"}, bw);
-  return record(y, op, {x, s}, {"x", "s"}, bw);
+  Tensor out = beta ? record(y, op, {x, s, *beta}, {"x", "s", "beta"}, bw)
+                    : record(y, op, {x, s}, {"x", "s"}, bw);
+  // Options for the audit (quant/quant_stats.h) and graph dumps.
+  return set_node_attrs(out, {{"bits", o.bits}, {"signed", o.is_signed}, {"per_channel", o.per_channel},
+                              {"grad_scale", st.g}, {"ste_clipped", st.clipped}});
 }
 
 // (C, inner) view of x's values in double, C = x.size(0) per-channel, else 1.

@@ -103,7 +103,7 @@ Tensor minmax_quantize(const Tensor& x, const Tensor& range_min, const Tensor& r
                                  zero.data<scalar_t>(), qmin, qmax, C, inner);
   });
   Tensor sx = x.detach();
-  return record(y, op, {x}, {"x"}, [=](const Node&, const Tensor& gy) {
+  Tensor out = record(y, op, {x}, {"x"}, [=](const Node&, const Tensor& gy) {
     Tensor gx = Tensor::empty(sx.shape(), sx.dtype());
     LB_DISPATCH_FLOAT(sx.dtype(), "minmax backward", [&] {
       minmax_backward_cpu<scalar_t>(gx.data<scalar_t>(), gy.data<scalar_t>(), sx.data<scalar_t>(),
@@ -112,6 +112,13 @@ Tensor minmax_quantize(const Tensor& x, const Tensor& range_min, const Tensor& r
     });
     return std::vector<Tensor>{gx};
   });
+  // For the audit: the codes clamp to [qmin, qmax]; per-tensor, the range and its S and Z too.
+  std::vector<std::pair<std::string, double>> attrs = {
+      {"bits", o.bits}, {"symmetric", o.symmetric}, {"per_channel", o.per_channel},
+      {"ste_clipped", clipped}, {"qmin", (double)qmin}, {"qmax", (double)qmax}};
+  if (!o.per_channel)
+    attrs.insert(attrs.end(), {{"scale", sv[0]}, {"zero", zv[0]}, {"range_min", mn[0]}, {"range_max", mx[0]}});
+  return set_node_attrs(out, attrs);
 }
 
 Tensor minmax_quantize(const Tensor& x, const MinMaxOptions& o) {
@@ -121,7 +128,7 @@ Tensor minmax_quantize(const Tensor& x, const MinMaxOptions& o) {
     LB_CHECK(x.dim() >= 2, "minmax: per_channel needs an input with a channel axis (>= 2-d), got shape ",
              shape_str(x.shape()));
   auto [mn, mx] = minmax_range(x, o.per_channel);
-  return minmax_quantize(x, mn, mx, o);
+  return set_node_attrs(minmax_quantize(x, mn, mx, o), {{"range_from_x", 1}});
 }
 
 void minmax_ema_update(Tensor& running_min, Tensor& running_max, bool& initialized, const Tensor& x,

@@ -53,7 +53,7 @@ Tensor pact_quantize(const Tensor& x, const Tensor& alpha, const PactOptions& o)
                                x.numel());
   });
   Tensor sx = x.detach(), sa = alpha.detach();
-  return record(y, op, {x, alpha}, {"x", "alpha"}, [sx, sa, clipped](const Node& n, const Tensor& gy) {
+  Tensor out = record(y, op, {x, alpha}, {"x", "alpha"}, [sx, sa, clipped](const Node& n, const Tensor& gy) {
     Tensor gx = n.needs_grad(0) ? Tensor::empty(sx.shape(), sx.dtype()) : Tensor();
     Tensor ga = n.needs_grad(1) ? Tensor::empty(sa.shape(), sa.dtype()) : Tensor();
     LB_DISPATCH_FLOAT(sx.dtype(), "pact backward", [&] {
@@ -63,6 +63,7 @@ Tensor pact_quantize(const Tensor& x, const Tensor& alpha, const PactOptions& o)
     });
     return std::vector<Tensor>{gx, ga};
   });
+  return set_node_attrs(out, {{"bits", o.bits}, {"ste_clipped", clipped}});  // for the audit
 }
 
 Tensor pact_penalty(const Tensor& alpha, double lambda) {

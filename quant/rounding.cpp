@@ -84,7 +84,7 @@ Tensor rounding_op(const Tensor& x, const Tensor& s, const RoundingOptions& o, R
                                    hi, o.seed, o.stream, C, inner);
   });
   Tensor sx = x.detach(), ss = s.detach();
-  return record(y, op, {x}, {"x"}, [=](const Node&, const Tensor& gy) {
+  Tensor out = record(y, op, {x}, {"x"}, [=](const Node&, const Tensor& gy) {
     Tensor gx = Tensor::empty(sx.shape(), sx.dtype());
     LB_DISPATCH_FLOAT(sx.dtype(), "rounding backward", [&] {
       rounding_backward_cpu<scalar_t>(gx.data<scalar_t>(), gy.data<scalar_t>(), sx.data<scalar_t>(),
@@ -92,6 +92,14 @@ Tensor rounding_op(const Tensor& x, const Tensor& s, const RoundingOptions& o, R
     });
     return std::vector<Tensor>{gx};
   });
+  // For the audit: v = x/s clips to [lo, hi]; the fixed step is no input, so per-tensor it is here.
+  std::vector<std::pair<std::string, double>> attrs = {
+      {"bits", o.bits}, {"signed", o.is_signed}, {"per_channel", o.per_channel},
+      {"ste_clipped", clipped}, {"lo", (double)lo}, {"hi", (double)hi}};
+  if (!o.per_channel) attrs.push_back({"step", s.to_vector<double>()[0]});
+  if (kind == RoundingKind::stochastic)
+    attrs.insert(attrs.end(), {{"seed", (double)o.seed}, {"stream", (double)o.stream}});
+  return set_node_attrs(out, attrs);
 }
 
 }  // namespace
