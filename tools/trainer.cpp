@@ -17,6 +17,7 @@
 #include "layers/optim.h"
 #include "layers/schedule.h"
 #include "models/models.h"
+#include "quant/quant_stats.h"
 #include "tools/progress.h"
 #include "tools/train_config_json.h"
 
@@ -249,6 +250,12 @@ TrainResult train(const TrainConfig& cfg_in) {
       Tensor loss = softmax_cross_entropy(logits, b.y, cfg.label_smoothing);
       opt.zero_grad();
       backward(loss);
+      if (step_in_epoch + 1 == spe) {
+        // Step sizes and clip fractions of every quantizer node, read from the last batch's graph
+        // before the update changes the parameters in place (nothing for a full-precision model).
+        for (auto& line : quant_stats_json(collect_quant_stats(loss), epoch + 1))
+          append_line(metrics_path, line);
+      }
       opt.step();
       const int64_t bs = b.y.numel();
       loss_sum += loss.item<double>() * (double)bs;
