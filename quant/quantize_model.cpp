@@ -119,6 +119,9 @@ void quantize_model(Module& root, const QuantConfig& cfg) {
   auto bits = parse_bits(effective_bits(cfg), src);
   std::vector<QuantLayer> layers = quant_layers(root);
   LB_CHECK(!layers.empty(), "quantize: the model has no Conv2d or Linear layer");
+  const auto existing = list_quantizers(root);
+  LB_CHECK(existing.empty(), "quantize: the model already holds quantizers ('",
+           existing.empty() ? "" : existing[0].layer_path + "." + existing[0].role, "')");
   for (auto& [name, wa] : bits) {
     bool found = false;
     for (auto& l : layers) found = found || l.path == name;
@@ -132,6 +135,9 @@ void quantize_model(Module& root, const QuantConfig& cfg) {
       last = i;
       break;
     }
+  // Every quantizer is built (and every override checked) before any is installed, so an error
+  // leaves the model as it was.
+  std::vector<std::pair<std::shared_ptr<QuantizerModule>, std::shared_ptr<QuantizerModule>>> made;
   for (size_t i = 0; i < layers.size(); ++i) {
     const QuantLayer& l = layers[i];
     auto ov = bits.count(l.path) ? bits[l.path] : std::pair<int, int>{0, 0};
@@ -152,6 +158,11 @@ void quantize_model(Module& root, const QuantConfig& cfg) {
       if (!cfg.aq.empty())
         aq = make_qm(ov.second ? with_bits(cfg.aq, ov.second) : cfg.aq, false, l.act_signed(), l, "--aq");
     }
+    made.push_back({wq, aq});
+  }
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const QuantLayer& l = layers[i];
+    auto& [wq, aq] = made[i];
     if (!wq && !aq) continue;
     for (auto* q : {wq.get(), aq.get()})
       if (q) q->train(l.m->training());

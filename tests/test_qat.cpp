@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <set>
 
@@ -174,6 +175,15 @@ TEST_CASE("qat: act_signed marks the layers whose input is not a ReLU output") {
   CHECK_FALSE(signed_input(*m, "linear"));
   quantize_model(*m, lsq44());
   CHECK(quantizer_of(*m, "layers.1.conv1", "aq")->quantizer().is_signed());
+  ModelPtr s = build_model("shufflenetv2_0.5", 10);
+  CHECK(signed_input(*s, "conv1"));
+  CHECK_FALSE(signed_input(*s, "layer1.0.conv1"));  // depthwise on the block input (after ReLU)
+  CHECK(signed_input(*s, "layer1.0.conv2"));        // 1x1 after depthwise-BN, no ReLU
+  CHECK_FALSE(signed_input(*s, "layer1.0.conv3"));
+  CHECK(signed_input(*s, "layer1.0.conv5"));
+  CHECK_FALSE(signed_input(*s, "layer1.1.conv1"));
+  CHECK(signed_input(*s, "layer1.1.conv3"));
+  CHECK_FALSE(signed_input(*s, "linear"));
   CHECK_FALSE(quantizer_of(*m, "layers.1.conv2", "aq")->quantizer().is_signed());
 }
 
@@ -472,4 +482,44 @@ TEST_CASE("qat: smallcnn W4A4 LSQ trains to within 3 points of full precision") 
   DataSplit data = load_data("synthetic", dopt);
   EvalResult ev = evaluate(*l.model, data.test, cifar_normalization(data), 256);
   CHECK(ev.acc == doctest::Approx(q.final_test_acc).epsilon(1e-12));
+}
+
+TEST_CASE("qat: an interrupted and resumed QAT run ends with identical weights and steps") {
+  TempDir dir;
+  TrainConfig a;
+  a.model = "smallcnn";
+  a.batch = 64;
+  a.lr = 0.05;
+  a.seed = 4;
+  a.epochs = 2;
+  a.limit_train = 320;
+  a.limit_test = 64;
+  a.progress = false;
+  a.wq = "lsq:3";
+  a.aq = "lsq:3";
+  a.wq_lr_factor = 0.5;
+  a.out = dir.file("full");
+  train(a);
+  TrainConfig b = a;
+  b.out = dir.file("split");
+  b.stop_after_epochs = 1;
+  train(b);
+  TrainConfig r;
+  r.resume = b.out + "/model.safetensors";
+  r.progress = false;
+  train(r);
+  SafetensorsFile fa = load_safetensors(a.out + "/model.safetensors");
+  SafetensorsFile fb = load_safetensors(b.out + "/model.safetensors");
+  REQUIRE(fa.tensors.size() == fb.tensors.size());
+  bool has_step = false;
+  for (size_t i = 0; i < fa.tensors.size(); ++i) {
+    CHECK(fa.tensors[i].first == fb.tensors[i].first);
+    has_step = has_step || fa.tensors[i].first == "conv2.wq.step";
+    const Tensor& ta = fa.tensors[i].second;
+    const Tensor& tb = fb.tensors[i].second;
+    REQUIRE(ta.nbytes() == tb.nbytes());
+    CHECK_MESSAGE(std::memcmp(ta.raw(), tb.raw(), ta.nbytes()) == 0, fa.tensors[i].first);
+  }
+  CHECK(has_step);
+  CHECK(fb.metadata.count("quant"));
 }
