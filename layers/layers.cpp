@@ -24,7 +24,6 @@ Tensor named(const Tensor& out, const Tensor& in, const std::string& name) {
 
 uint64_t stream_of(const Tensor& t) { return stream_id(t.name().c_str()); }
 
-
 }  // namespace
 
 // ---- init helpers ----

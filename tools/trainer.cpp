@@ -243,8 +243,12 @@ TrainResult train(const TrainConfig& cfg_in) {
   LB_CHECK(cfg.aq_lr_factor > 0, "train: --aq-lr-factor must be > 0, got ", cfg.aq_lr_factor);
   // A resumed run rebuilds its quantizers from the model checkpoint (bits inline there), so it
   // does not depend on a --bits-config file still being where it was.
-  const QuantConfig qcfg = cfg.resume.empty() ? quant_config_of(cfg) : checkpoint_quant_config(cfg.resume);
+  QuantConfig qcfg = cfg.resume.empty() ? quant_config_of(cfg) : checkpoint_quant_config(cfg.resume);
   check_quant_config(qcfg);
+  if (!qcfg.bits_config.empty()) {  // read once: every checkpoint of the run records the same bits
+    qcfg.bits = read_json_file(qcfg.bits_config, "--bits-config");
+    qcfg.bits_config.clear();
+  }
 
   DataOptions dopt;
   dopt.seed = cfg.seed;
