@@ -7,6 +7,16 @@
 
 namespace lowbit {
 
+class QuantizerModule;  // layers/quant_module.h
+
+// Quantization-aware training (quant/quantize_model.h installs the quantizers): Conv2d and Linear
+// compute op(aq ? aq(x) : x, wq ? wq(weight) : weight, bias). wq/aq null: full precision, and the
+// state_dict is exactly torch's; set, they are children "wq"/"aq" ("layer1.0.conv1.wq.step").
+// act_signed: the layer's input can be negative (not a ReLU output: the image, a linear
+// bottleneck, a BN without ReLU), so its activation quantizer must be signed (seed 003 §2.1); the
+// models set it. fp_backward: forward with the quantized tensors, backward with the
+// full-precision ones, gradients straight to x and weight (layers/fp_backward.h).
+
 // torch.nn.Conv2d. Init: kaiming_normal_(mode='fan_out', nonlinearity='relu'), as torchvision's
 // ResNets do; bias (when present) zero.
 class Conv2d : public Module {
@@ -20,6 +30,12 @@ class Conv2d : public Module {
   Tensor weight, bias;
   Conv2dOptions opts;
   int64_t in_channels, out_channels, kernel_size;
+  // Quantization-aware training (see above); set_quantizers installs either (or both) as
+  // children "wq"/"aq", once only.
+  void set_quantizers(std::shared_ptr<QuantizerModule> wq, std::shared_ptr<QuantizerModule> aq);
+  std::shared_ptr<QuantizerModule> wq, aq;
+  bool act_signed = false;
+  bool fp_backward = false;
 };
 
 // torch.nn.Linear. Init as PyTorch: weight and bias uniform in +-1/sqrt(in).
@@ -32,6 +48,12 @@ class Linear : public Module {
   std::string describe() const override;
   Tensor weight, bias;
   int64_t in_features, out_features;
+  // Quantization-aware training (see above); set_quantizers installs either (or both) as
+  // children "wq"/"aq", once only.
+  void set_quantizers(std::shared_ptr<QuantizerModule> wq, std::shared_ptr<QuantizerModule> aq);
+  std::shared_ptr<QuantizerModule> wq, aq;
+  bool act_signed = false;
+  bool fp_backward = false;
 };
 
 // torch.nn.BatchNorm2d: weight 1, bias 0, running_mean 0, running_var 1, num_batches_tracked

@@ -15,10 +15,13 @@ namespace {
 
 class InvertedResidual : public Module {
  public:
-  InvertedResidual(int64_t in, int64_t out, int64_t expansion, int64_t stride)
+  // signed_input: x is a previous block's linear-bottleneck output (BN, no ReLU), so the convs
+  // that read x (conv1 and the shortcut conv) see negative values.
+  InvertedResidual(int64_t in, int64_t out, int64_t expansion, int64_t stride, bool signed_input)
       : in_(in), out_(out), expansion_(expansion), stride_(stride) {
     const int64_t planes = expansion * in;
     conv1_ = register_module("conv1", std::make_shared<Conv2d>(in, planes, 1));
+    conv1_->act_signed = signed_input;
     bn1_ = register_module("bn1", std::make_shared<BatchNorm2d>(planes));
     conv2_ = register_module("conv2", std::make_shared<Conv2d>(planes, planes, 3, stride, 1, planes));
     bn2_ = register_module("bn2", std::make_shared<BatchNorm2d>(planes));
@@ -26,7 +29,9 @@ class InvertedResidual : public Module {
     bn3_ = register_module("bn3", std::make_shared<BatchNorm2d>(out));
     if (stride == 1 && in != out) {
       auto seq = std::make_shared<Sequential>();
-      seq->add(std::make_shared<Conv2d>(in, out, 1));
+      auto sc = std::make_shared<Conv2d>(in, out, 1);
+      sc->act_signed = signed_input;
+      seq->add(sc);
       seq->add(std::make_shared<BatchNorm2d>(out));
       shortcut_ = register_module("shortcut", seq);
     }
@@ -58,16 +63,19 @@ class MobileNetV2 : public Module {
     const Stage cfg[] = {{1, 16, 1, 1}, {6, 24, 2, 1}, {6, 32, 3, 2}, {6, 64, 4, 2},
                          {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
     conv1_ = register_module("conv1", std::make_shared<Conv2d>(3, 32, 3, 1, 1));
+    conv1_->act_signed = true;  // the normalised image
     bn1_ = register_module("bn1", std::make_shared<BatchNorm2d>(32));
     layers_ = std::make_shared<Sequential>();
     int64_t in = 32;
     for (const Stage& s : cfg)
       for (int64_t b = 0; b < s.blocks; ++b) {
-        layers_->add(std::make_shared<InvertedResidual>(in, s.out, s.expansion, b == 0 ? s.stride : 1));
+        layers_->add(std::make_shared<InvertedResidual>(in, s.out, s.expansion, b == 0 ? s.stride : 1,
+                                                        /*signed_input=*/layers_->size() > 0));
         in = s.out;
       }
     register_module("layers", layers_);
     conv2_ = register_module("conv2", std::make_shared<Conv2d>(320, 1280, 1));
+    conv2_->act_signed = true;  // the last block's linear-bottleneck output
     bn2_ = register_module("bn2", std::make_shared<BatchNorm2d>(1280));
     // kuangliu: F.avg_pool2d(out, 4) on the 4x4 map, the same as the global pool here.
     pool_ = register_module("avgpool", std::make_shared<GlobalAvgPool>());

@@ -82,6 +82,7 @@ CifarResNet::CifarResNet(int64_t stem, const std::vector<int64_t>& widths,
            " stage widths for ", blocks.size(), " stage depths");
   LB_CHECK(num_classes > 0, "ResNet: num_classes must be positive, got ", num_classes);
   conv1_ = register_module("conv1", std::make_shared<Conv2d>(3, stem, 3, 1, 1));
+  conv1_->act_signed = true;  // the normalised image; every other conv and the linear follow a ReLU
   bn1_ = register_module("bn1", std::make_shared<BatchNorm2d>(stem));
   int64_t in = stem;
   for (size_t s = 0; s < widths.size(); ++s) {

@@ -39,6 +39,7 @@ class ShuffleBasicBlock : public Unit {
     conv2_ = add_conv("conv2", c, c, 3, 1, c);
     bn2_ = add_bn("bn2", c);
     conv3_ = add_conv("conv3", c, c, 1);
+    conv3_->act_signed = true;  // takes the depthwise conv's BN output, no ReLU
     bn3_ = add_bn("bn3", c);
   }
   Tensor forward(const Tensor& x) override {
@@ -69,12 +70,14 @@ class ShuffleDownBlock : public Unit {
     conv1_ = add_conv("conv1", in, in, 3, 2, in);
     bn1_ = add_bn("bn1", in);
     conv2_ = add_conv("conv2", in, mid, 1);
+    conv2_->act_signed = true;  // after depthwise-BN, no ReLU (as conv5 below)
     bn2_ = add_bn("bn2", mid);
     conv3_ = add_conv("conv3", in, mid, 1);
     bn3_ = add_bn("bn3", mid);
     conv4_ = add_conv("conv4", mid, mid, 3, 2, mid);
     bn4_ = add_bn("bn4", mid);
     conv5_ = add_conv("conv5", mid, mid, 1);
+    conv5_->act_signed = true;
     bn5_ = add_bn("bn5", mid);
   }
   Tensor forward(const Tensor& x) override {
@@ -99,6 +102,7 @@ class ShuffleNetV2 : public Unit {
   ShuffleNetV2(const std::vector<int64_t>& widths, int64_t num_classes) {
     const std::vector<int64_t> basic_units = {3, 7, 3};
     conv1_ = add_conv("conv1", 3, 24, 3);
+    conv1_->act_signed = true;  // the normalised image
     bn1_ = add_bn("bn1", 24);
     int64_t in = 24;
     for (size_t s = 0; s < 3; ++s) {

@@ -13,6 +13,7 @@ class SmallCnn : public Module {
  public:
   explicit SmallCnn(int64_t num_classes) {
     conv1_ = register_module("conv1", std::make_shared<Conv2d>(3, 16, 3, 1, 1));
+    conv1_->act_signed = true;  // the normalised image; the other layers follow a ReLU
     bn1_ = register_module("bn1", std::make_shared<BatchNorm2d>(16));
     pool1_ = register_module("pool1", std::make_shared<MaxPool2d>(2, 2));
     conv2_ = register_module("conv2", std::make_shared<Conv2d>(16, 32, 3, 1, 1));

@@ -64,6 +64,7 @@ class WideResNet : public Module {
   WideResNet(int64_t n, int64_t k, int64_t num_classes) {
     const int64_t c[4] = {16, 16 * k, 32 * k, 64 * k};
     conv1_ = register_module("conv1", std::make_shared<Conv2d>(3, c[0], 3, 1, 1));
+    conv1_->act_signed = true;  // the normalised image; the blocks' convs take BN-ReLU outputs
     block1_ = register_module("block1", std::make_shared<NetworkBlock>(n, c[0], c[1], 1));
     block2_ = register_module("block2", std::make_shared<NetworkBlock>(n, c[1], c[2], 2));
     block3_ = register_module("block3", std::make_shared<NetworkBlock>(n, c[2], c[3], 2));

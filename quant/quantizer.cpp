@@ -9,6 +9,7 @@
 #include "quant/apot.h"
 #include "quant/dorefa.h"
 #include "quant/lsq.h"
+#include "quant/maxabs.h"
 #include "quant/minmax.h"
 #include "quant/pact.h"
 
@@ -37,7 +38,8 @@ Tensor& Quantizer::add_buffer(const std::string& name, Tensor t) {
 Tensor Quantizer::named(Tensor y) const { return node_name_.empty() ? y : name_node(y, node_name_); }
 
 std::string Quantizer::describe() const {
-  return str_cat(method_, ":", bits_, is_weight_ ? " weight" : " activation", is_signed_ ? " signed" : " unsigned");
+  return str_cat(method_, ":", bits_, per_channel_ ? ":pc" : "", is_weight_ ? " weight" : " activation",
+                 is_signed_ ? " signed" : " unsigned");
 }
 
 namespace {
@@ -50,27 +52,32 @@ int64_t lsq_n(const Tensor& x, bool is_weight) {
 
 class LsqQuantizer : public Quantizer {
  public:
-  LsqQuantizer(bool plus, int bits, bool is_weight, bool is_signed, DType dt)
+  // channels > 0: per-output-channel step (and offset) of shape (channels).
+  LsqQuantizer(bool plus, int bits, bool is_weight, bool is_signed, DType dt, int64_t channels)
       : Quantizer(plus ? "lsqplus" : "lsq", bits, is_weight, is_signed, dt), plus_(plus) {
-    step_ = add_parameter("step", Tensor::ones({1}, dt));
-    if (plus_) offset_ = add_parameter("offset", Tensor::zeros({1}, dt));
+    per_channel_ = channels > 0;
+    const int64_t c = per_channel_ ? channels : 1;
+    step_ = add_parameter("step", Tensor::ones({c}, dt));
+    if (plus_) offset_ = add_parameter("offset", Tensor::zeros({c}, dt));
   }
   Tensor forward(const Tensor& x, bool) override {
     if (!initialized()) {
       NoGradGuard ng;
       if (plus_) {
-        auto [s, b] = lsqplus_init_minmax(x, bits(), is_signed());
+        auto [s, b] = lsqplus_init_minmax(x, bits(), is_signed(), per_channel_);
         step_.copy_from(s);
         offset_.copy_from(b);
       } else {
-        step_.copy_from(lsq_init_step(x, bits(), is_signed()));
+        step_.copy_from(lsq_init_step(x, bits(), is_signed(), per_channel_));
       }
       set_initialized(true);
     }
     LsqOptions o;
     o.bits = bits();
     o.is_signed = is_signed();
-    o.grad_scale_n = lsq_n(x, is_weight());
+    o.per_channel = per_channel_;
+    // Per-channel weights: N = one output channel's elements, the op's own default.
+    o.grad_scale_n = per_channel_ ? 0 : lsq_n(x, is_weight());
     return named(plus_ ? lsqplus_quantize(x, step_, offset_, o) : lsq_quantize(x, step_, o));
   }
 
@@ -160,14 +167,40 @@ class MinMaxQuantizer : public Quantizer {
   Tensor rmin_, rmax_;
 };
 
+// First conv / last linear weights at 8 bits (METHODS.md, APoT's first/last layer rule): nothing
+// to learn or to initialise; the scale comes from the weights at every forward.
+class MaxAbsQuantizer : public Quantizer {
+ public:
+  MaxAbsQuantizer(int bits, bool is_weight, DType dt) : Quantizer("maxabs", bits, is_weight, true, dt) {
+    set_initialized(true);
+  }
+  Tensor forward(const Tensor& x, bool) override {
+    MaxAbsOptions o;
+    o.bits = bits();
+    return named(maxabs_quantize(x, o));
+  }
+};
+
 }  // namespace
 
 std::unique_ptr<Quantizer> make_quantizer(const std::string& spec, bool is_weight, bool is_signed,
-                                          DType dtype) {
+                                          DType dtype, int64_t channels) {
   const auto colon = spec.find(':');
   LB_CHECK(colon != std::string::npos && colon + 1 < spec.size(), "make_quantizer: spec '", spec,
            "' must be method:bits, e.g. lsq:4");
-  const std::string m = spec.substr(0, colon), b = spec.substr(colon + 1);
+  const std::string m = spec.substr(0, colon);
+  std::string b = spec.substr(colon + 1), options;
+  if (const auto c2 = b.find(':'); c2 != std::string::npos) {
+    options = b.substr(c2 + 1);
+    b = b.substr(0, c2);
+  }
+  LB_CHECK(options.empty() || options == "pc", "make_quantizer: unknown option '", options,
+           "' in '", spec, "' (known: pc = per-channel weight steps)");
+  const bool pc = options == "pc";
+  LB_CHECK(!pc || ((m == "lsq" || m == "lsqplus") && is_weight), "make_quantizer: option pc in '",
+           spec, "' is for lsq/lsqplus weight quantizers only");
+  LB_CHECK(!pc || channels > 0, "make_quantizer: option pc in '", spec,
+           "' needs the number of output channels");
   char* end = nullptr;
   const long bits = std::strtol(b.c_str(), &end, 10);
   LB_CHECK(end && *end == '\0' && bits >= 1 && bits <= 16, "make_quantizer: bits in '", spec,
@@ -177,7 +210,8 @@ std::unique_ptr<Quantizer> make_quantizer(const std::string& spec, bool is_weigh
   const char* op = "make_quantizer";
   if (m == "lsq" || m == "lsqplus") {
     check_bits(op, nb, 2, 16);
-    return std::make_unique<LsqQuantizer>(m == "lsqplus", nb, is_weight, is_signed, dtype);
+    return std::make_unique<LsqQuantizer>(m == "lsqplus", nb, is_weight, is_signed, dtype,
+                                          pc ? channels : 0);
   }
   if (m == "pact") {
     LB_CHECK(!is_weight, "make_quantizer: pact quantizes activations, not weights (spec '", spec, "')");
@@ -196,8 +230,12 @@ std::unique_ptr<Quantizer> make_quantizer(const std::string& spec, bool is_weigh
     check_bits(op, nb, 2, 16);
     return std::make_unique<MinMaxQuantizer>(nb, is_weight, is_signed, dtype);
   }
+  if (m == "maxabs") {
+    check_bits(op, nb, 2, 16);
+    return std::make_unique<MaxAbsQuantizer>(nb, is_weight, dtype);
+  }
   LB_FAIL("make_quantizer: unknown method '", m, "' in '", spec,
-          "' (known: lsq, lsqplus, pact, dorefa, apot, pot, minmax)");
+          "' (known: lsq, lsqplus, pact, dorefa, apot, pot, minmax, maxabs)");
 }
 
 }  // namespace lowbit

@@ -26,6 +26,7 @@ class Quantizer {
   int bits() const { return bits_; }
   bool is_weight() const { return is_weight_; }
   bool is_signed() const { return is_signed_; }
+  bool per_channel() const { return per_channel_; }
   // Whether the data-dependent init ran; stored in the buffer "initialized" (0-d, 0 or 1) so that a
   // checkpoint carries it and a resumed run does not initialise again.
   bool initialized() const;
@@ -43,6 +44,7 @@ class Quantizer {
   Tensor& add_buffer(const std::string& name, Tensor t);
   void set_initialized(bool on);
   Tensor named(Tensor y) const;  // applies node_name_
+  bool per_channel_ = false;
 
   DType dtype_;
 
@@ -54,10 +56,14 @@ class Quantizer {
   std::vector<std::pair<std::string, Tensor>> params_, buffers_;
 };
 
-// spec "method:bits" with method one of lsq, lsqplus, pact, dorefa, apot, pot, minmax. Parameters
-// and state are created in dtype (float32 for training, float64 for gradient checks).
-// pact is for activations only (is_weight must be false). Errors name make_quantizer and the spec.
+// spec "method:bits[:options]" with method one of lsq, lsqplus, pact, dorefa, apot, pot, minmax,
+// maxabs (quant/maxabs.h: symmetric, scale max|x|/(2^(b-1)-1), identity STE; the 8-bit first/last
+// layer weights). options: "pc" = per-output-channel step sizes (lsq/lsqplus weights only), which
+// needs channels = the weight's size(0) so the step has its final shape (C) before any forward
+// (a checkpoint loads into it). Parameters and state are created in dtype (float32 for training,
+// float64 for gradient checks). pact is for activations only (is_weight must be false). Errors
+// name make_quantizer and the spec.
 std::unique_ptr<Quantizer> make_quantizer(const std::string& spec, bool is_weight, bool is_signed,
-                                          DType dtype = DType::f32);
+                                          DType dtype = DType::f32, int64_t channels = 0);
 
 }  // namespace lowbit

@@ -1,5 +1,6 @@
-// `lowbit eval --ckpt FILE --data PATH`: rebuilds the model named in the checkpoint, loads it
-// (strict) and reports test accuracy and loss.
+// `lowbit eval --ckpt FILE --data PATH`: rebuilds the model named in the checkpoint (quantized as
+// its metadata records), loads it (strict) and reports test accuracy and loss. --skip-bits evaluates
+// chosen layers at fewer bits without fine-tuning (METHODS.md "Mixed precision: Bit skipping").
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -23,6 +24,9 @@ int cmd_eval(int argc, char** argv) {
   app.add_option("--seed", seed, "seed of the synthetic set")->capture_default_str();
   app.add_option("--limit-test", limit, "use only the first N test images");
   app.add_flag("--json", json, "print the result as JSON");
+  std::string skip_bits;
+  app.add_option("--skip-bits", skip_bits,
+                 "JSON {\"layer\": {\"w\": t, \"a\": t}}: evaluate those quantizers at t bits by bit skipping");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -30,6 +34,10 @@ int cmd_eval(int argc, char** argv) {
   }
   set_num_threads(threads);
   LoadedModel m = load_model_checkpoint(ckpt);
+  if (!skip_bits.empty()) {
+    LB_CHECK(quant_enabled(m.quant), "eval: --skip-bits: checkpoint '", ckpt, "' is full precision");
+    apply_skip_bits(*m.model, read_json_file(skip_bits, "--skip-bits"), skip_bits);
+  }
   DataOptions dopt;
   dopt.seed = seed;
   dopt.limit_test = limit;
@@ -40,7 +48,9 @@ int cmd_eval(int argc, char** argv) {
   EvalResult r = evaluate(*m.model, data.test, cifar_normalization(data), batch);
   if (json)
     std::printf("%s\n", nlohmann::json({{"ckpt", ckpt}, {"model", m.model_name}, {"data", data.test.source},
-                                        {"images", r.n}, {"acc", r.acc}, {"loss", r.loss}}).dump().c_str());
+                                        {"images", r.n}, {"acc", r.acc}, {"loss", r.loss},
+                                        {"quant", quant_enabled(m.quant) ? quant_config_to_json(m.quant) : nlohmann::json()},
+                                        {"skip_bits", skip_bits}}).dump().c_str());
   else
     std::printf("%s on %s: test accuracy %.2f%%, loss %.4f (%lld images)\n", m.model_name.c_str(),
                 data.test.source.c_str(), 100 * r.acc, r.loss, (long long)r.n);

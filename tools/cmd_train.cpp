@@ -27,7 +27,22 @@ int cmd_train(int argc, char** argv) {
   app.add_option("--seed", c.seed)->capture_default_str();
   app.add_option("--threads", c.threads, "0: all cores")->capture_default_str();
   app.add_option("--out", c.out, "run directory")->capture_default_str();
-  app.add_option("--init", c.init, "start from this model checkpoint's weights");
+  app.add_option("--init", c.init,
+                 "start from this model checkpoint's weights (a full-precision one into a quantized "
+                 "model: quantizers initialise from the first batch)");
+  app.add_option("--wq", c.wq, "weight quantizer METHOD:BITS[:pc], e.g. lsq:4 (default: full precision)");
+  app.add_option("--aq", c.aq, "input (activation) quantizer METHOD:BITS, e.g. lsq:4");
+  app.add_option("--first-last", c.first_last,
+                 "first conv / last linear: 8 (8-bit max-abs weights, float inputs), fp, or same")
+      ->capture_default_str();
+  app.add_option("--bits-config", c.bits_config,
+                 "JSON {\"layer\": {\"w\": b, \"a\": b}} per-layer bit widths");
+  app.add_option("--wq-lr-factor", c.wq_lr_factor, "lr factor of the weight quantizers' parameters")
+      ->capture_default_str();
+  app.add_option("--aq-lr-factor", c.aq_lr_factor, "lr factor of the activation quantizers' parameters")
+      ->capture_default_str();
+  app.add_option("--ste", c.ste, "default | fp (full-precision backward of quantized layers)")
+      ->capture_default_str();
   app.add_option("--resume", c.resume, "continue the run whose model checkpoint this is");
   bool no_augment = false;
   app.add_flag("--no-augment", no_augment, "no random crop and flip");

@@ -11,10 +11,12 @@
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/parallel.h"
 #include "core/safetensors.h"
 #include "layers/optim.h"
+#include "layers/quant_module.h"
 #include "layers/schedule.h"
 #include "models/models.h"
 #include "quant/quant_stats.h"
@@ -118,13 +120,62 @@ EvalResult evaluate(Module& model, const Dataset& data, const Normalization& nor
   return r;
 }
 
+QuantConfig quant_config_of(const TrainConfig& cfg) {
+  QuantConfig q;
+  q.wq = cfg.wq;
+  q.aq = cfg.aq;
+  q.first_last = cfg.first_last;
+  q.bits_config = cfg.bits_config;
+  q.ste = cfg.ste;
+  return q;
+}
+
 void save_model_checkpoint(const std::string& path, Module& model, const std::string& model_name,
-                           int64_t num_classes, int64_t epoch) {
+                           int64_t num_classes, int64_t epoch, const QuantConfig& quant) {
   std::map<std::string, std::string> meta = {{"format", "lowbit-model"},
                                              {"model", model_name},
                                              {"num_classes", std::to_string(num_classes)},
                                              {"epoch", std::to_string(epoch)}};
+  if (quant_enabled(quant)) meta["quant"] = quant_config_to_json(quant).dump();
   save_safetensors(path, model.state_dict(), meta);
+}
+
+QuantConfig checkpoint_quant_config(const std::string& path) {
+  SafetensorsFile f = load_safetensors(path);
+  auto it = f.metadata.find("quant");
+  if (it == f.metadata.end()) return QuantConfig();
+  try {
+    return quant_config_from_json(nlohmann::json::parse(it->second));
+  } catch (const nlohmann::json::exception& e) {
+    LB_FAIL("checkpoint '", path, "': metadata 'quant' is not valid JSON: ", e.what());
+  } catch (const Error& e) {
+    LB_FAIL("checkpoint '", path, "': ", e.what());
+  }
+}
+
+void load_init_weights(Module& model, const std::string& path) {
+  SafetensorsFile f = load_safetensors(path);
+  std::set<std::string> given;
+  for (auto& e : f.tensors) given.insert(e.first);
+  std::vector<std::string> missing;
+  for (auto& e : model.state_dict())
+    if (!given.count(e.first) && !is_quantizer_entry(model, e.first)) missing.push_back(e.first);
+  if (!missing.empty()) {
+    std::string list;
+    for (size_t i = 0; i < missing.size() && i < 5; ++i) list += (i ? ", " : "") + missing[i];
+    LB_FAIL("--init '", path, "': ", missing.size(), " model entries missing (", list,
+            missing.size() > 5 ? ", ..." : "", "); only quantizer entries may be absent");
+  }
+  try {
+    // Not strict only for the quantizer entries checked above; unexpected names stay errors.
+    std::set<std::string> own;
+    for (auto& e : model.state_dict()) own.insert(e.first);
+    for (auto& e : f.tensors)
+      LB_CHECK(own.count(e.first), "unexpected key '", e.first, "'");
+    model.load_state_dict(f.tensors, false);
+  } catch (const Error& e) {
+    LB_FAIL("--init '", path, "': ", e.what());
+  }
 }
 
 LoadedModel load_model_checkpoint(const std::string& path) {
@@ -140,12 +191,32 @@ LoadedModel load_model_checkpoint(const std::string& path) {
   m.num_classes = std::stoll(get("num_classes"));
   m.epoch = f.metadata.count("epoch") ? std::stoll(f.metadata["epoch"]) : 0;
   m.model = make_model(m.model_name, m.num_classes, 0);
+  m.quant = checkpoint_quant_config(path);
   try {
+    quantize_model(*m.model, m.quant);
     m.model->load_state_dict(f.tensors, true);
   } catch (const Error& e) {
     LB_FAIL("checkpoint '", path, "': ", e.what());
   }
   return m;
+}
+
+std::vector<ParamGroup> make_param_groups(Module& model, const TrainConfig& cfg) {
+  std::vector<ParamGroup> groups(1);
+  groups[0].name = "all";
+  groups[0].weight_decay = cfg.wd;
+  ParamGroup gw{"wq", {}, cfg.wq_lr_factor, 0.0}, ga{"aq", {}, cfg.aq_lr_factor, 0.0};
+  std::set<const TensorImpl*> quant_params;
+  for (auto& r : list_quantizers(model))
+    for (auto& p : r.qm->named_parameters()) {
+      (r.role == "wq" ? gw : ga).params.push_back({p.second.name(), p.second});
+      quant_params.insert(p.second.impl_ptr().get());
+    }
+  for (auto& p : model.named_parameters())
+    if (!quant_params.count(p.second.impl_ptr().get())) groups[0].params.push_back(p);
+  if (!gw.params.empty()) groups.push_back(gw);
+  if (!ga.params.empty()) groups.push_back(ga);
+  return groups;
 }
 
 TrainResult train(const TrainConfig& cfg_in) {
@@ -169,6 +240,16 @@ TrainResult train(const TrainConfig& cfg_in) {
   LB_CHECK(cfg.epochs >= 1, "train: --epochs must be >= 1, got ", cfg.epochs);
   LB_CHECK(cfg.batch >= 1, "train: --batch must be >= 1, got ", cfg.batch);
   LB_CHECK(cfg.lr > 0, "train: --lr must be > 0, got ", cfg.lr);
+  LB_CHECK(cfg.wq_lr_factor > 0, "train: --wq-lr-factor must be > 0, got ", cfg.wq_lr_factor);
+  LB_CHECK(cfg.aq_lr_factor > 0, "train: --aq-lr-factor must be > 0, got ", cfg.aq_lr_factor);
+  // A resumed run rebuilds its quantizers from the model checkpoint (bits inline there), so it
+  // does not depend on a --bits-config file still being where it was.
+  QuantConfig qcfg = cfg.resume.empty() ? quant_config_of(cfg) : checkpoint_quant_config(cfg.resume);
+  check_quant_config(qcfg);
+  if (!qcfg.bits_config.empty()) {  // read once: every checkpoint of the run records the same bits
+    qcfg.bits = read_json_file(qcfg.bits_config, "--bits-config");
+    qcfg.bits_config.clear();
+  }
 
   DataOptions dopt;
   dopt.seed = cfg.seed;
@@ -182,17 +263,17 @@ TrainResult train(const TrainConfig& cfg_in) {
 
   std::shared_ptr<Module> model = make_model(cfg.model, data.train.num_classes, cfg.seed);
   std::printf("model: %s, %lld parameters\n", cfg.model.c_str(), (long long)model->num_parameters());
+  quantize_model(*model, qcfg);
+  if (quant_enabled(qcfg))
+    std::printf("quantized: wq %s, aq %s, first/last %s, ste %s, %zu quantizers\n",
+                qcfg.wq.empty() ? "fp" : qcfg.wq.c_str(), qcfg.aq.empty() ? "fp" : qcfg.aq.c_str(),
+                qcfg.first_last.c_str(), qcfg.ste.c_str(), list_quantizers(*model).size());
   if (!cfg.init.empty() && cfg.resume.empty()) {
-    SafetensorsFile f = load_safetensors(cfg.init);
-    model->load_state_dict(f.tensors, true);
+    load_init_weights(*model, cfg.init);
     std::printf("init: weights from %s\n", cfg.init.c_str());
   }
 
-  std::vector<ParamGroup> groups(1);
-  groups[0].name = "all";
-  groups[0].params = model->named_parameters();
-  groups[0].weight_decay = cfg.wd;
-  SGD opt(groups, cfg.momentum, 0.0, cfg.nesterov);
+  SGD opt(make_param_groups(*model, cfg), cfg.momentum, 0.0, cfg.nesterov);
 
   LoaderOptions lo;
   lo.batch = cfg.batch;
@@ -280,7 +361,7 @@ TrainResult train(const TrainConfig& cfg_in) {
                                {"seconds", train_seconds}, {"img_per_s", (double)seen / train_seconds}});
     append_line(metrics_path, {{"type", "eval"}, {"epoch", epoch + 1}, {"loss", ev.loss}, {"acc", ev.acc}});
     // Model first, then the state that points at its epoch: resume checks that they agree.
-    save_model_checkpoint(model_path, *model, cfg.model, data.train.num_classes, epoch + 1);
+    save_model_checkpoint(model_path, *model, cfg.model, data.train.num_classes, epoch + 1, qcfg);
     std::map<std::string, std::string> meta = {{"format", "lowbit-train-state"},
                                                {"epoch", std::to_string(epoch + 1)},
                                                {"step", std::to_string((epoch + 1) * spe)},
@@ -317,6 +398,7 @@ TrainResult train(const TrainConfig& cfg_in) {
                             {"parameters", model->num_parameters()},
                             {"checkpoint", model_path},
                             {"config", config_to_json(cfg)},
+                            {"quant", quant_enabled(qcfg) ? quant_config_to_json(qcfg) : nlohmann::json()},
                             {"command", cfg.command_line}};
   write_file_atomic(cfg.out + "/summary.json", summary.dump(2) + "\n");
   return res;

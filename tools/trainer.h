@@ -6,6 +6,8 @@
 
 #include "datasets/dataset.h"
 #include "layers/module.h"
+#include "layers/optim.h"
+#include "quant/quantize_model.h"
 
 namespace lowbit {
 
@@ -26,7 +28,16 @@ struct TrainConfig {
   uint64_t seed = 1;
   int threads = 0;  // 0: all cores
   std::string out = "runs/default";
-  std::string init;    // model checkpoint to start from (weights only)
+  // Quantization-aware training (quant/quantize_model.h): empty wq and aq = full precision.
+  std::string wq, aq;             // METHOD:BITS[:pc], e.g. lsq:4
+  std::string first_last = "8";   // fp | 8 | same
+  std::string bits_config;        // per-layer bits JSON file
+  double wq_lr_factor = 1.0;      // lr of the weight quantizers' parameters = lr * this, no wd
+  double aq_lr_factor = 1.0;      // the same for the activation quantizers
+  std::string ste = "default";    // default | fp (full-precision backward)
+  // Model checkpoint to start from. Full precision into a quantized model: every non-quantizer
+  // entry must match; quantizer entries absent from the file initialise from the first batch.
+  std::string init;
   std::string resume;  // model checkpoint of an interrupted run (its train_state beside it)
   bool augment = true;
   int64_t limit_train = 0, limit_test = 0;  // 0: the whole split
@@ -44,6 +55,12 @@ struct TrainResult {
 
 TrainResult train(const TrainConfig& cfg);
 
+// The optimizer's groups: "all" (every non-quantizer parameter, weight decay --wd), then "wq" and
+// "aq" (the weight / activation quantizers' learnable parameters, lr factors --wq-lr-factor /
+// --aq-lr-factor, no weight decay: seed 003 §2.2 trains step sizes with their own learning rates,
+// and decay would only pull a step toward 0). Empty groups are left out.
+std::vector<ParamGroup> make_param_groups(Module& model, const TrainConfig& cfg);
+
 struct EvalResult {
   double loss = 0, acc = 0;
   int64_t n = 0;
@@ -51,16 +68,27 @@ struct EvalResult {
 // Top-1 accuracy and mean cross-entropy of the model (in eval mode) on a data set.
 EvalResult evaluate(Module& model, const Dataset& data, const Normalization& norm, int64_t batch);
 
+// The quantization part of a TrainConfig.
+QuantConfig quant_config_of(const TrainConfig& cfg);
+
 // Model checkpoint files: the model file holds exactly the model's state_dict; its metadata
-// records the model name and class count so `lowbit eval` can rebuild it.
+// records the model name and class count, and for a quantized model the quant config as JSON
+// (key "quant"), so `lowbit eval` can rebuild it. A full-precision checkpoint has no "quant" key
+// and its tensors are exactly the torch model's state_dict.
 void save_model_checkpoint(const std::string& path, Module& model, const std::string& model_name,
-                           int64_t num_classes, int64_t epoch);
+                           int64_t num_classes, int64_t epoch,
+                           const QuantConfig& quant = QuantConfig());
 struct LoadedModel {
   std::shared_ptr<Module> model;
   std::string model_name;
   int64_t num_classes = 0;
   int64_t epoch = 0;
+  QuantConfig quant;  // empty wq/aq for a full-precision checkpoint
 };
 LoadedModel load_model_checkpoint(const std::string& path);
+// The quant config recorded in a model checkpoint's metadata (empty for full precision).
+QuantConfig checkpoint_quant_config(const std::string& path);
+// --init: loads `path` into a (possibly quantized) model as described at TrainConfig::init.
+void load_init_weights(Module& model, const std::string& path);
 
 }  // namespace lowbit
