@@ -24,5 +24,6 @@ int cmd_bench(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
 int cmd_bench_ops(int argc, char** argv);
 int cmd_info(int argc, char** argv);
+int cmd_export_data(int argc, char** argv);
 
 }  // namespace lowbit
