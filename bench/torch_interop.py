@@ -261,7 +261,10 @@ def bn_update(before, after, data_dir, as_json):
     result = {"model": meta["model"], "images": len(x), "num_batches_tracked_equal": counts_ok,
               "max_rel_diff": worst}
     print(json.dumps(result) if as_json else result)
-    ok = counts_ok and worst["running_mean"] <= 1e-4 and worst["running_var"] <= 1e-4 and worst["params"] <= 1e-6
+    # running_var within 1e-5: a biased batch variance (n instead of n-1, n = 128*4*4 at the
+    # 4x4 layers) would be off by ~0.1/n = 5e-5 there.
+    ok = (counts_ok and worst["running_mean"] <= 1e-4 and worst["running_var"] <= 1e-5
+          and worst["params"] <= 1e-6)
     sys.exit(0 if ok else 1)
 
 

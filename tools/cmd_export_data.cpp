@@ -39,13 +39,20 @@ int cmd_export_data(int argc, char** argv) {
   dopt.seed = seed;
   dopt.limit_train = norm_limit;
   dopt.limit_test = split == "test" ? limit : 1;
-  DataSplit data = load_data(data_spec, dopt);
+  auto load = [&] {
+    try {
+      return load_data(data_spec, dopt);
+    } catch (const Error& e) {
+      LB_FAIL("export-data: --data '", data_spec, "': ", e.what());
+    }
+  };
+  DataSplit data = load();
   const Normalization norm = cifar_normalization(data);
   const Dataset* set = split == "test" ? &data.test : &data.train;
   DataSplit again;
   if (split == "train" && limit != norm_limit) {
     dopt.limit_train = limit;
-    again = load_data(data_spec, dopt);
+    again = load();
     set = &again.train;
   }
   const int64_t n = set->size();
