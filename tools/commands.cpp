@@ -20,6 +20,7 @@ const std::vector<Command>& commands() {
       {"grad", "run one op forward and backward on .npy tensors (gradient auditing)", cmd_grad},
       {"bench-ops", "time conv2d/linear kernels at ResNet-20's shapes", cmd_bench_ops},
       {"info", "print a model's layer table: output shapes, parameters, MACs", cmd_info},
+      {"export-data", "write a split's normalised images/labels as .npy (for PyTorch)", cmd_export_data},
   };
   return table;
 }
