@@ -49,12 +49,15 @@ TEST_CASE("train: smallcnn on the synthetic set reaches far above chance") {
   // The checkpoint reloads and evaluates to the same accuracy as the run reported.
   LoadedModel m = load_model_checkpoint(c.out + "/model.safetensors");
   CHECK(m.model_name == "smallcnn");
+  // As `lowbit eval` does it: the train split is not read (one image), the checkpoint's recorded
+  // normalisation is used.
+  REQUIRE(m.has_norm);
   DataOptions dopt;
   dopt.seed = c.seed;
-  dopt.limit_train = c.limit_train;
+  dopt.limit_train = 1;
   dopt.limit_test = c.limit_test;
   DataSplit data = load_data("synthetic", dopt);
-  EvalResult ev = evaluate(*m.model, data.test, cifar_normalization(data), 256);
+  EvalResult ev = evaluate(*m.model, data.test, eval_normalization(m, data), 256);
   CHECK(ev.acc == doctest::Approx(r.final_test_acc).epsilon(1e-12));
   std::ifstream summary(c.out + "/summary.json");
   CHECK(summary.good());

@@ -41,11 +41,12 @@ int cmd_eval(int argc, char** argv) {
   DataOptions dopt;
   dopt.seed = seed;
   dopt.limit_test = limit;
-  dopt.limit_train = 1;  // only the test split is used (normalisation uses dataset constants)
+  // The train split is read only for the normalisation of checkpoints that do not record theirs.
+  dopt.limit_train = m.has_norm ? 1 : 0;
   DataSplit data = load_data(data_spec, dopt);
   LB_CHECK(data.test.num_classes == m.num_classes, "eval: checkpoint '", ckpt, "' has ",
            m.num_classes, " classes, data '", data_spec, "' has ", data.test.num_classes);
-  EvalResult r = evaluate(*m.model, data.test, cifar_normalization(data), batch);
+  EvalResult r = evaluate(*m.model, data.test, eval_normalization(m, data), batch);
   if (json)
     std::printf("%s\n", nlohmann::json({{"ckpt", ckpt}, {"model", m.model_name}, {"data", data.test.source},
                                         {"images", r.n}, {"acc", r.acc}, {"loss", r.loss},

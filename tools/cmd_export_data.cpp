@@ -9,6 +9,7 @@
 #include "core/npy.h"
 #include "datasets/dataset.h"
 #include "tools/commands.h"
+#include "tools/trainer.h"
 
 namespace lowbit {
 
@@ -24,6 +25,8 @@ int cmd_export_data(int argc, char** argv) {
   app.add_option("--norm-limit-train", norm_limit,
                  "synthetic/image folders: normalisation statistics from N train images, as "
                  "`lowbit train --limit-train N` computes them (0: the whole train split)");
+  std::string ckpt;
+  app.add_option("--ckpt", ckpt, "take the normalisation recorded in this model checkpoint");
   app.add_option("--out", out, "output directory (created)")->required();
   try {
     app.parse(argc, argv);
@@ -47,7 +50,12 @@ int cmd_export_data(int argc, char** argv) {
     }
   };
   DataSplit data = load();
-  const Normalization norm = cifar_normalization(data);
+  Normalization norm = cifar_normalization(data);
+  if (!ckpt.empty()) {
+    LoadedModel m = load_model_checkpoint(ckpt);
+    LB_CHECK(m.has_norm, "export-data: --ckpt '", ckpt, "' records no normalisation");
+    norm = m.norm;
+  }
   const Dataset* set = split == "test" ? &data.test : &data.train;
   DataSplit again;
   if (split == "train" && limit != norm_limit) {

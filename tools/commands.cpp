@@ -17,6 +17,7 @@ const std::vector<Command>& commands() {
       {"eval", "evaluate a model checkpoint on a test split", cmd_eval},
       {"bench", "time training and eval steps of a model", cmd_bench},
       {"plot", "draw a run's loss and accuracy curves to PNG", cmd_plot},
+      {"audit", "audit a quantized model's gradient estimators per quantizer node", cmd_audit},
       {"grad", "run one op forward and backward on .npy tensors (gradient auditing)", cmd_grad},
       {"bench-ops", "time conv2d/linear kernels at ResNet-20's shapes", cmd_bench_ops},
       {"info", "print a model's layer table: output shapes, parameters, MACs", cmd_info},

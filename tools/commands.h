@@ -24,7 +24,7 @@ int cmd_bench(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
 int cmd_bench_ops(int argc, char** argv);
 int cmd_info(int argc, char** argv);
-int cmd_audit(int argc, char** argv);  // tools/cmd_audit.cpp (needs quant/quantize_model.h)
+int cmd_audit(int argc, char** argv);
 int cmd_export_data(int argc, char** argv);
 
 }  // namespace lowbit

@@ -131,12 +131,19 @@ QuantConfig quant_config_of(const TrainConfig& cfg) {
 }
 
 void save_model_checkpoint(const std::string& path, Module& model, const std::string& model_name,
-                           int64_t num_classes, int64_t epoch, const QuantConfig& quant) {
+                           int64_t num_classes, int64_t epoch, const QuantConfig& quant,
+                           const Normalization* norm) {
   std::map<std::string, std::string> meta = {{"format", "lowbit-model"},
                                              {"model", model_name},
                                              {"num_classes", std::to_string(num_classes)},
                                              {"epoch", std::to_string(epoch)}};
   if (quant_enabled(quant)) meta["quant"] = quant_config_to_json(quant).dump();
+  if (norm) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "%.9g,%.9g,%.9g,%.9g,%.9g,%.9g", norm->mean[0], norm->mean[1],
+                  norm->mean[2], norm->std[0], norm->std[1], norm->std[2]);
+    meta["norm"] = buf;
+  }
   save_safetensors(path, model.state_dict(), meta);
 }
 
@@ -192,6 +199,17 @@ LoadedModel load_model_checkpoint(const std::string& path) {
   m.epoch = f.metadata.count("epoch") ? std::stoll(f.metadata["epoch"]) : 0;
   m.model = make_model(m.model_name, m.num_classes, 0);
   m.quant = checkpoint_quant_config(path);
+  if (f.metadata.count("norm")) {
+    float v[6];
+    char tail = 0;
+    const std::string& t = f.metadata["norm"];
+    LB_CHECK(std::sscanf(t.c_str(), "%f,%f,%f,%f,%f,%f%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                         &tail) == 6 && v[3] > 0 && v[4] > 0 && v[5] > 0,
+             "checkpoint '", path, "': metadata 'norm' must be six numbers (3 means, 3 positive "
+             "stds), got '", t, "'");
+    for (int c = 0; c < 3; ++c) m.norm.mean[c] = v[c], m.norm.std[c] = v[3 + c];
+    m.has_norm = true;
+  }
   try {
     quantize_model(*m.model, m.quant);
     m.model->load_state_dict(f.tensors, true);
@@ -199,6 +217,10 @@ LoadedModel load_model_checkpoint(const std::string& path) {
     LB_FAIL("checkpoint '", path, "': ", e.what());
   }
   return m;
+}
+
+Normalization eval_normalization(const LoadedModel& m, const DataSplit& data) {
+  return m.has_norm ? m.norm : cifar_normalization(data);
 }
 
 std::vector<ParamGroup> make_param_groups(Module& model, const TrainConfig& cfg) {
@@ -361,7 +383,8 @@ TrainResult train(const TrainConfig& cfg_in) {
                                {"seconds", train_seconds}, {"img_per_s", (double)seen / train_seconds}});
     append_line(metrics_path, {{"type", "eval"}, {"epoch", epoch + 1}, {"loss", ev.loss}, {"acc", ev.acc}});
     // Model first, then the state that points at its epoch: resume checks that they agree.
-    save_model_checkpoint(model_path, *model, cfg.model, data.train.num_classes, epoch + 1, qcfg);
+    save_model_checkpoint(model_path, *model, cfg.model, data.train.num_classes, epoch + 1, qcfg,
+                          &norm);
     std::map<std::string, std::string> meta = {{"format", "lowbit-train-state"},
                                                {"epoch", std::to_string(epoch + 1)},
                                                {"step", std::to_string((epoch + 1) * spe)},

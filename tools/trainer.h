@@ -75,16 +75,24 @@ QuantConfig quant_config_of(const TrainConfig& cfg);
 // records the model name and class count, and for a quantized model the quant config as JSON
 // (key "quant"), so `lowbit eval` can rebuild it. A full-precision checkpoint has no "quant" key
 // and its tensors are exactly the torch model's state_dict.
+// The input normalisation the model was trained with is recorded too ("norm": six numbers), so
+// evaluation feeds exactly the inputs training did, whatever split limits the run used.
 void save_model_checkpoint(const std::string& path, Module& model, const std::string& model_name,
                            int64_t num_classes, int64_t epoch,
-                           const QuantConfig& quant = QuantConfig());
+                           const QuantConfig& quant = QuantConfig(),
+                           const Normalization* norm = nullptr);
 struct LoadedModel {
   std::shared_ptr<Module> model;
   std::string model_name;
   int64_t num_classes = 0;
   int64_t epoch = 0;
   QuantConfig quant;  // empty wq/aq for a full-precision checkpoint
+  bool has_norm = false;  // false for checkpoints written without it (e.g. converted from torch)
+  Normalization norm{{0.f, 0.f, 0.f}, {1.f, 1.f, 1.f}};
 };
+// The normalisation to evaluate `m` on `data` with: the checkpoint's when it has one, else the
+// data set's (CIFAR constants, or statistics of the whole train split).
+Normalization eval_normalization(const LoadedModel& m, const DataSplit& data);
 LoadedModel load_model_checkpoint(const std::string& path);
 // The quant config recorded in a model checkpoint's metadata (empty for full precision).
 QuantConfig checkpoint_quant_config(const std::string& path);

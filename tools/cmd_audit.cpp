@@ -97,7 +97,7 @@ int cmd_audit(int argc, char** argv) {
   lo.batch = batch;
   lo.shuffle = false;
   lo.augment = false;
-  lo.norm = cifar_normalization(data);
+  lo.norm = eval_normalization(m, data);
   Loader loader(data.train, lo);
   loader.start_epoch(0);
 
