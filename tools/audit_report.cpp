@@ -89,8 +89,20 @@ AuditReport run_audit(Module& model, const std::function<bool(Batch&)>& next_bat
       Tensor loss = softmax_cross_entropy(model(b.x), b.y);
       QuantInputGrads cap;
       cap.attach(loss);
+      // Under the full-precision backward the quantizer nodes are bypassed (their float inputs
+      // feed the layer's *_fp_backward node directly), so the gradients at the quantizers'
+      // inputs are the fp node's input gradients: x for "P/aq", the weight for "P/wq".
+      auto fp_caught = std::make_shared<std::map<std::string, Tensor>>();
+      for (auto& node : graph_nodes(loss)) {
+        if (node->kind != "conv2d_fp_backward" && node->kind != "linear_fp_backward") continue;
+        node->grad_hooks.push_back([fp_caught](const Node& n, const Tensor&, const std::vector<Tensor>& gin) {
+          if (gin.size() > 0 && gin[0].defined()) (*fp_caught)[n.name + "/aq"] = gin[0].clone();
+          if (gin.size() > 1 && gin[1].defined()) (*fp_caught)[n.name + "/wq"] = gin[1].clone();
+        });
+      }
       backward(loss);
       std::map<std::string, Tensor> g_fp = cap.collect();
+      for (auto& [key, g] : *fp_caught) g_fp.emplace(key, g);
       for (auto& [key, g] : g_ste) {
         auto it = g_fp.find(key);
         const double c = it == g_fp.end() ? kNaN : cosine_similarity(g, it->second);
