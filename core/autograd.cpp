@@ -16,16 +16,18 @@ namespace {
 thread_local bool g_grad_enabled = true;
 std::atomic<int64_t> g_node_seq{0};
 
-// Adds g into the slot (allocating on first use). Accumulation copies, so a slot never aliases a
-// tensor that an op returned (ops may return the same gradient for several inputs).
+// Adds g into the slot. The first gradient is kept as it is (no copy: most slots receive exactly
+// one); a second one makes a fresh sum instead of adding in place, because an op may hand the
+// same tensor to several inputs (add's backward returns g for both), so a slot's tensor can be
+// shared and must never be written through.
 void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
   if (!g.defined()) return;
   if (!slot) {
-    slot = g.clone().impl_ptr();
+    slot = g.impl_ptr();
     return;
   }
-  Tensor acc(slot);
-  add_inplace(acc, g);
+  NoGradGuard ng;
+  slot = add(Tensor(slot), g).impl_ptr();
 }
 }  // namespace
 

@@ -21,8 +21,6 @@ Tensor neg(const Tensor& a);
 Tensor square(const Tensor& a);
 Shape broadcast_shape(const Shape& a, const Shape& b, const char* op);
 Tensor broadcast_to(const Tensor& x, const Shape& shape);  // backward: sum_to_shape
-void add_inplace(Tensor& acc, const Tensor& g);  // acc += g (same shape/dtype), not recorded
-void axpy_inplace(Tensor& y, double alpha, const Tensor& x);  // y += alpha*x, not recorded
 
 // ---- reductions (core/ops_reduce.cpp) ----
 // Empty axes = all axes. Negative axes count from the end.

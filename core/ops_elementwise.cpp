@@ -146,24 +146,4 @@ Tensor square(const Tensor& a) {
   });
 }
 
-void add_inplace(Tensor& acc, const Tensor& g) { axpy_inplace(acc, 1.0, g); }
-
-void axpy_inplace(Tensor& y, double alpha, const Tensor& x) {
-  LB_CHECK(y.shape() == x.shape() && y.dtype() == x.dtype(), "axpy_inplace: ",
-           shape_str(y.shape()), " ", dtype_name(y.dtype()), " += ", shape_str(x.shape()), " ",
-           dtype_name(x.dtype()));
-  check_cpu(y, "axpy_inplace");
-  LB_DISPATCH_FLOAT(y.dtype(), "axpy_inplace", [&] {
-    scalar_t* py = y.data<scalar_t>();
-    const scalar_t* px = x.data<scalar_t>();
-    const scalar_t a = (scalar_t)alpha;
-    parallel_for(y.numel(), 1, [&](int64_t s, int64_t e) {
-      if (alpha == 1.0)
-        for (int64_t i = s; i < e; ++i) py[i] += px[i];
-      else
-        for (int64_t i = s; i < e; ++i) py[i] += a * px[i];
-    });
-  });
-}
-
 }  // namespace lowbit
