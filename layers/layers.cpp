@@ -82,20 +82,26 @@ void Conv2d::reset_parameters(uint64_t seed) {
   if (bias.defined()) bias.fill(0);
 }
 
-Tensor Conv2d::forward(const Tensor& x) {
-  if (!wq && !aq) return named(conv2d(x, weight, bias, opts), x, node_name());
-  const Tensor xq = aq ? aq->forward(x) : x, w = wq ? wq->forward(weight) : weight;
-  Tensor y = fp_backward ? conv2d_fp_backward(xq, w, x, weight, bias, opts) : conv2d(xq, w, bias, opts);
-  return named(y, x, node_name());
-}
+// ---- QuantizableLayer ----
 
-void Conv2d::set_quantizers(std::shared_ptr<QuantizerModule> w_q,
-                            std::shared_ptr<QuantizerModule> a_q) {
+void QuantizableLayer::set_quantizers(std::shared_ptr<QuantizerModule> w_q,
+                                      std::shared_ptr<QuantizerModule> a_q) {
   LB_CHECK(!wq && !aq, "set_quantizers: '", path(), "' already holds quantizers");
   if (w_q) register_module("wq", w_q);
   if (a_q) register_module("aq", a_q);
   wq = std::move(w_q);
   aq = std::move(a_q);
+}
+
+std::pair<Tensor, Tensor> QuantizableLayer::quantized_operands(const Tensor& x) const {
+  return {aq ? aq->forward(x) : x, wq ? wq->forward(weight) : weight};
+}
+
+Tensor Conv2d::forward(const Tensor& x) {
+  if (!wq && !aq) return named(conv2d(x, weight, bias, opts), x, node_name());
+  const auto [xq, w] = quantized_operands(x);
+  Tensor y = fp_backward ? conv2d_fp_backward(xq, w, x, weight, bias, opts) : conv2d(xq, w, bias, opts);
+  return named(y, x, node_name());
 }
 
 std::string Conv2d::describe() const {
@@ -126,18 +132,9 @@ void Linear::reset_parameters(uint64_t seed) {
 
 Tensor Linear::forward(const Tensor& x) {
   if (!wq && !aq) return named(linear(x, weight, bias), x, node_name());
-  const Tensor xq = aq ? aq->forward(x) : x, w = wq ? wq->forward(weight) : weight;
+  const auto [xq, w] = quantized_operands(x);
   Tensor y = fp_backward ? linear_fp_backward(xq, w, x, weight, bias) : linear(xq, w, bias);
   return named(y, x, node_name());
-}
-
-void Linear::set_quantizers(std::shared_ptr<QuantizerModule> w_q,
-                            std::shared_ptr<QuantizerModule> a_q) {
-  LB_CHECK(!wq && !aq, "set_quantizers: '", path(), "' already holds quantizers");
-  if (w_q) register_module("wq", w_q);
-  if (a_q) register_module("aq", a_q);
-  wq = std::move(w_q);
-  aq = std::move(a_q);
 }
 
 std::string Linear::describe() const {

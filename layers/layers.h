@@ -17,9 +17,24 @@ class QuantizerModule;  // layers/quant_module.h
 // models set it. fp_backward: forward with the quantized tensors, backward with the
 // full-precision ones, gradients straight to x and weight (layers/fp_backward.h).
 
+// What Conv2d and Linear share for quantization-aware training (see above): set_quantizers
+// installs either quantizer (or both) as children "wq"/"aq", once only; quantized_operands gives
+// the op's (input, weight) operands, quantized where a quantizer is set.
+class QuantizableLayer : public Module {
+ public:
+  void set_quantizers(std::shared_ptr<QuantizerModule> wq, std::shared_ptr<QuantizerModule> aq);
+  std::shared_ptr<QuantizerModule> wq, aq;
+  bool act_signed = false;
+  bool fp_backward = false;
+  Tensor weight, bias;
+
+ protected:
+  std::pair<Tensor, Tensor> quantized_operands(const Tensor& x) const;
+};
+
 // torch.nn.Conv2d. Init: kaiming_normal_(mode='fan_out', nonlinearity='relu'), as torchvision's
 // ResNets do; bias (when present) zero.
-class Conv2d : public Module {
+class Conv2d : public QuantizableLayer {
  public:
   Conv2d(int64_t in_ch, int64_t out_ch, int64_t kernel, int64_t stride = 1, int64_t padding = 0,
          int64_t groups = 1, bool bias = false, int64_t dilation = 1);
@@ -27,33 +42,19 @@ class Conv2d : public Module {
   std::string kind() const override { return "Conv2d"; }
   void reset_parameters(uint64_t seed) override;
   std::string describe() const override;
-  Tensor weight, bias;
   Conv2dOptions opts;
   int64_t in_channels, out_channels, kernel_size;
-  // Quantization-aware training (see above); set_quantizers installs either (or both) as
-  // children "wq"/"aq", once only.
-  void set_quantizers(std::shared_ptr<QuantizerModule> wq, std::shared_ptr<QuantizerModule> aq);
-  std::shared_ptr<QuantizerModule> wq, aq;
-  bool act_signed = false;
-  bool fp_backward = false;
 };
 
 // torch.nn.Linear. Init as PyTorch: weight and bias uniform in +-1/sqrt(in).
-class Linear : public Module {
+class Linear : public QuantizableLayer {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias = true);
   Tensor forward(const Tensor& x) override;
   std::string kind() const override { return "Linear"; }
   void reset_parameters(uint64_t seed) override;
   std::string describe() const override;
-  Tensor weight, bias;
   int64_t in_features, out_features;
-  // Quantization-aware training (see above); set_quantizers installs either (or both) as
-  // children "wq"/"aq", once only.
-  void set_quantizers(std::shared_ptr<QuantizerModule> wq, std::shared_ptr<QuantizerModule> aq);
-  std::shared_ptr<QuantizerModule> wq, aq;
-  bool act_signed = false;
-  bool fp_backward = false;
 };
 
 // torch.nn.BatchNorm2d: weight 1, bias 0, running_mean 0, running_var 1, num_batches_tracked

@@ -19,18 +19,17 @@ namespace {
 
 struct QuantLayer {
   std::string path;
-  Module* m;
-  Conv2d* conv;  // one of conv / lin is set
-  Linear* lin;
-  bool act_signed() const { return conv ? conv->act_signed : lin->act_signed; }
-  const Tensor& weight() const { return conv ? conv->weight : lin->weight; }
+  QuantizableLayer* m;  // a Conv2d or a Linear
+  bool is_linear;
+  bool act_signed() const { return m->act_signed; }
+  const Tensor& weight() const { return m->weight; }
 };
 
 std::vector<QuantLayer> quant_layers(Module& root) {
   std::vector<QuantLayer> out;
   for (auto& [path, m] : root.named_modules()) {
-    if (auto* c = dynamic_cast<Conv2d*>(m)) out.push_back({path, m, c, nullptr});
-    else if (auto* l = dynamic_cast<Linear*>(m)) out.push_back({path, m, nullptr, l});
+    if (auto* q = dynamic_cast<QuantizableLayer*>(m))
+      out.push_back({path, q, dynamic_cast<Linear*>(m) != nullptr});
   }
   return out;
 }
@@ -131,7 +130,7 @@ void quantize_model(Module& root, const QuantConfig& cfg) {
   // First: the first Conv2d/Linear in model order; last: the last Linear (the classifier).
   size_t last = layers.size() - 1;
   for (size_t i = layers.size(); i-- > 0;)
-    if (layers[i].lin) {
+    if (layers[i].is_linear) {
       last = i;
       break;
     }
@@ -166,21 +165,16 @@ void quantize_model(Module& root, const QuantConfig& cfg) {
     if (!wq && !aq) continue;
     for (auto* q : {wq.get(), aq.get()})
       if (q) q->train(l.m->training());
-    if (l.conv) {
-      l.conv->set_quantizers(wq, aq);
-      l.conv->fp_backward = cfg.ste == "fp";
-    } else {
-      l.lin->set_quantizers(wq, aq);
-      l.lin->fp_backward = cfg.ste == "fp";
-    }
+    l.m->set_quantizers(wq, aq);
+    l.m->fp_backward = cfg.ste == "fp";
   }
 }
 
 std::vector<QuantizerRef> list_quantizers(Module& root) {
   std::vector<QuantizerRef> out;
   for (auto& l : quant_layers(root)) {
-    auto wq = l.conv ? l.conv->wq : l.lin->wq;
-    auto aq = l.conv ? l.conv->aq : l.lin->aq;
+    auto wq = l.m->wq;
+    auto aq = l.m->aq;
     if (wq) out.push_back({l.path, "wq", l.m, wq.get()});
     if (aq) out.push_back({l.path, "aq", l.m, aq.get()});
   }

@@ -1,7 +1,6 @@
 // End to end: the small CNN learns the synthetic set; an interrupted and resumed run ends with
 // exactly the weights of an uninterrupted one; eval of the saved checkpoint matches the run.
 #include <doctest/doctest.h>
-#include <stdlib.h>
 
 #include <cstdio>
 #include <cstring>
@@ -9,18 +8,13 @@
 #include <string>
 
 #include "core/safetensors.h"
+#include "tests/temp_dir.h"
 #include "tools/trainer.h"
 
 using namespace lowbit;
+using lowbit::test::TempDir;
 
 namespace {
-std::string temp_dir() {
-  char tmpl[] = "/tmp/lowbit-train-XXXXXX";
-  char* d = mkdtemp(tmpl);
-  REQUIRE(d != nullptr);
-  return d;
-}
-
 TrainConfig small_config(const std::string& out) {
   TrainConfig c;
   c.model = "smallcnn";
@@ -37,7 +31,8 @@ TrainConfig small_config(const std::string& out) {
 }  // namespace
 
 TEST_CASE("train: smallcnn on the synthetic set reaches far above chance") {
-  std::string dir = temp_dir();
+  TempDir tmp;
+  const std::string dir = tmp.path();
   TrainConfig c = small_config(dir + "/run");
   c.epochs = 4;
   c.lr = 0.1;
@@ -65,11 +60,11 @@ TEST_CASE("train: smallcnn on the synthetic set reaches far above chance") {
   int lines = 0;
   for (std::string l; std::getline(metrics, l);) ++lines;
   CHECK(lines == 8);  // one train and one eval line per epoch
-  std::system(("rm -rf " + dir).c_str());
 }
 
 TEST_CASE("train: interrupted and resumed run ends with identical weights") {
-  std::string dir = temp_dir();
+  TempDir tmp;
+  const std::string dir = tmp.path();
   TrainConfig a = small_config(dir + "/full");
   a.epochs = 2;
   a.limit_train = 640;
@@ -92,7 +87,6 @@ TEST_CASE("train: interrupted and resumed run ends with identical weights") {
     REQUIRE(ta.nbytes() == tb.nbytes());
     CHECK_MESSAGE(std::memcmp(ta.raw(), tb.raw(), ta.nbytes()) == 0, fa.tensors[i].first);
   }
-  std::system(("rm -rf " + dir).c_str());
 }
 
 TEST_CASE("train: bad settings are clear errors") {

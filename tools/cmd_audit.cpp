@@ -40,10 +40,7 @@ bool lr_from_run(const std::string& ckpt, double* lr, std::string* source) {
 
 void set_fp_backward(const std::vector<QuantizerRef>& refs, bool on) {
   for (const QuantizerRef& r : refs) {
-    if (auto* c = dynamic_cast<Conv2d*>(r.layer))
-      c->fp_backward = on;
-    else if (auto* l = dynamic_cast<Linear*>(r.layer))
-      l->fp_backward = on;
+    if (auto* q = dynamic_cast<QuantizableLayer*>(r.layer)) q->fp_backward = on;
   }
 }
 
