@@ -10,7 +10,9 @@ OPT ?= -O3 -march=native
 CXX ?= g++
 ifeq ($(SAN),1)
   BUILD := build-san
-  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  # -march=native as in the normal build, so the AVX2 kernels are the ones sanitized
+  OPT := -O1 -g -march=native -fno-omit-frame-pointer -fsanitize=address,undefined \
+         -fno-sanitize-recover=undefined
   LDSAN := -fsanitize=address,undefined
 else
   BUILD := build

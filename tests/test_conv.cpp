@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/autograd.h"
+#include "core/cpu/conv_direct.h"
 #include "core/cpu/conv_kernels.h"
 #include "core/ops.h"
 #include "core/parallel.h"
@@ -191,6 +192,61 @@ TEST_CASE("conv2d: direct depthwise kernels agree with im2col + gemm") {
     CHECK(close(dx1, dx2) < 1e-12);
     CHECK(close(dw1, dw2) < 1e-12);
   }
+}
+
+TEST_CASE("conv2d: direct stride-1 float32 kernels agree with float64 im2col + gemm") {
+  // Shapes that exercise the kernels' remainders: output channels not a multiple of the 6-channel
+  // tile or the 2-channel gradient tile, taps not a multiple of 4, grids not a multiple of 16,
+  // groups, dilation, asymmetric kernels and padding from 0 up to the kernel extent.
+  struct Geo {
+    int64_t N, C, H, W, O, KH, KW, ph, pw, dh, dw, groups;
+  } geos[] = {{3, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1}, {2, 5, 7, 9, 7, 3, 3, 1, 1, 1, 1, 1},
+              {2, 6, 8, 5, 9, 3, 2, 0, 1, 1, 1, 1},    {2, 4, 9, 9, 6, 3, 3, 2, 2, 2, 2, 2},
+              {1, 3, 5, 6, 13, 1, 3, 0, 2, 1, 1, 1},   {9, 8, 4, 4, 8, 3, 3, 1, 1, 1, 1, 4},
+              {2, 2, 10, 3, 3, 5, 1, 4, 0, 1, 1, 1}};
+  uint64_t seed = 50;
+  for (const Geo& e : geos) {
+    ConvGeom g;
+    g.N = e.N, g.C = e.C, g.H = e.H, g.W = e.W, g.O = e.O, g.KH = e.KH, g.KW = e.KW;
+    g.ph = e.ph, g.pw = e.pw, g.dh = e.dh, g.dw = e.dw, g.groups = e.groups;
+    g.OH = conv_out_size(g.H, g.KH, 1, g.ph, g.dh);
+    g.OW = conv_out_size(g.W, g.KW, 1, g.pw, g.dw);
+    INFO("C ", g.C, " O ", g.O, " ", g.H, "x", g.W, " k ", g.KH, "x", g.KW, " pad ", g.ph, ",", g.pw,
+         " dil ", g.dh, ",", g.dw, " groups ", g.groups);
+    REQUIRE(conv_direct_applies(g));
+    const Tensor x = rand_tensor({g.N, g.C, g.H, g.W}, seed, -1, 1, DType::f32);
+    const Tensor w = rand_tensor({g.O, g.C / g.groups, g.KH, g.KW}, seed + 1, -1, 1, DType::f32);
+    const Tensor b = rand_tensor({g.O}, seed + 2, -1, 1, DType::f32);
+    const Tensor dy = rand_tensor({g.N, g.O, g.OH, g.OW}, seed + 3, -1, 1, DType::f32);
+    seed += 4;
+    auto xf = x.to_vector<float>(), wf = w.to_vector<float>(), bf = b.to_vector<float>();
+    auto dyf = dy.to_vector<float>();
+    auto xd = x.to_vector<double>(), wd = w.to_vector<double>(), bd = b.to_vector<double>();
+    auto dyd = dy.to_vector<double>();
+    std::vector<float> y(dyf.size()), dx(xf.size()), dw(wf.size(), 7.0f);
+    std::vector<double> yr(dyf.size()), dxr(xf.size()), dwr(wf.size());
+    conv2d_forward_direct(y.data(), xf.data(), wf.data(), bf.data(), g);
+    conv2d_backward_data_direct(dx.data(), dyf.data(), wf.data(), g);
+    conv2d_backward_weight_direct(dw.data(), dyf.data(), xf.data(), g);
+    conv2d_forward_cpu(yr.data(), xd.data(), wd.data(), bd.data(), g);
+    conv2d_backward_data_cpu(dxr.data(), dyd.data(), wd.data(), g);
+    conv2d_backward_weight_cpu(dwr.data(), dyd.data(), xd.data(), g);
+    auto rel = [](const std::vector<float>& a, const std::vector<double>& r) {
+      double m = 0;
+      for (size_t i = 0; i < r.size(); ++i) m = std::max(m, std::fabs(a[i] - r[i]) / (1 + std::fabs(r[i])));
+      return m;
+    };
+    CHECK(rel(y, yr) < 1e-5);
+    CHECK(rel(dx, dxr) < 1e-5);
+    // dw sums N*OH*OW products (3072 here) in float32: a longer chain than y's or dx's sums.
+    CHECK(rel(dw, dwr) < 5e-5);
+  }
+  ConvGeom s2;  // stride 2 and 1x1 unpadded stay on the im2col path
+  s2.sh = s2.sw = 2, s2.KH = s2.KW = 3, s2.C = s2.O = s2.groups = 1;
+  CHECK_FALSE(conv_direct_applies(s2));
+  ConvGeom pw1;
+  pw1.KH = pw1.KW = 1, pw1.C = pw1.O = 4, pw1.groups = 1;
+  CHECK_FALSE(conv_direct_applies(pw1));
 }
 
 TEST_CASE("conv2d: same thread count gives the same bits; other counts agree to rounding") {

@@ -1,13 +1,16 @@
-// General conv2d kernels: im2col + gemm per image (the GEMM runs on a (C/groups*KH*KW, OH*OW)
+// General conv2d kernels: float32 stride-1 convolutions go to the direct kernels of conv_direct.h;
+// everything else runs im2col + gemm per image (the GEMM runs on a (C/groups*KH*KW, OH*OW)
 // column matrix per group), col2im for the data gradient, per-chunk partial sums for the weight
 // gradient. The batch is cut into fixed chunks (conv_util.h) that run in parallel with
 // single-threaded GEMMs inside, so OpenMP and OpenBLAS never oversubscribe the cores.
 #include "core/cpu/conv_kernels.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "core/cpu/blas.h"
+#include "core/cpu/conv_direct.h"
 #include "core/cpu/conv_util.h"
 #include "core/parallel.h"
 
@@ -42,7 +45,10 @@ void im2col(T* col, const T* x, const ConvGeom& g) {
           }
           const T* xr = x + (c * g.H + ih) * g.W + off_w;
           std::fill(r, r + lo, T(0));
-          for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * g.sw];
+          if (g.sw == 1)  // the common case: a contiguous copy the compiler turns into vector moves
+            std::copy(xr + lo, xr + hi, r + lo);
+          else
+            for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * g.sw];
           std::fill(r + hi, r + g.OW, T(0));
         }
       }
@@ -65,7 +71,10 @@ void col2im_add(T* dx, const T* dcol, const ConvGeom& g) {
           if (ih < 0 || ih >= g.H) continue;
           const T* r = row + oh * g.OW;
           T* xr = dx + (c * g.H + ih) * g.W + off_w;
-          for (int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw] += r[ow];
+          if (g.sw == 1)  // contiguous: vectorises
+            for (int64_t ow = lo; ow < hi; ++ow) xr[ow] += r[ow];
+          else
+            for (int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw] += r[ow];
         }
       }
 }
@@ -83,6 +92,8 @@ int64_t macs_per_image(const ConvGeom& g) {
 
 template <class T>
 void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom& g) {
+  if constexpr (std::is_same_v<T, float>)
+    if (conv_direct_applies(g)) return conv2d_forward_direct(y, x, w, b, g);
   const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
   const int64_t kg = cg * g.KH * g.KW;  // GEMM inner size per group
   const bool pw1 = is_pointwise(g);
@@ -107,6 +118,8 @@ void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom
 
 template <class T>
 void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g) {
+  if constexpr (std::is_same_v<T, float>)
+    if (conv_direct_applies(g)) return conv2d_backward_data_direct(dx, dy, w, g);
   const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
   const int64_t kg = cg * g.KH * g.KW, chw = g.C * g.H * g.W;
   const bool pw1 = is_pointwise(g);
@@ -130,6 +143,8 @@ void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g)
 
 template <class T>
 void conv2d_backward_weight_cpu(T* dw, const T* dy, const T* x, const ConvGeom& g) {
+  if constexpr (std::is_same_v<T, float>)
+    if (conv_direct_applies(g)) return conv2d_backward_weight_direct(dw, dy, x, g);
   const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
   const int64_t kg = cg * g.KH * g.KW, wsize = g.O * kg;
   const bool pw1 = is_pointwise(g);

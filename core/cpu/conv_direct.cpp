@@ -1,0 +1,329 @@
+// Direct stride-1 float32 convolution on padded planes (see conv_direct.h for the idea).
+//
+// Forward tile: MR output channels x 16 grid positions, summed over every (channel, kh, kw) tap
+// in registers: per tap two vector loads of the shifted plane, MR broadcasts of packed weights and
+// 2*MR fused multiply-adds. Weight-gradient tile: up to 6 taps x 16 output channels, summed over
+// the image's positions: per position two vector loads of dy (stored position-major) and one
+// broadcast of the shifted plane per tap. Both sum in a fixed order.
+#include "core/cpu/conv_direct.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/cpu/conv_util.h"
+#include "core/error.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define LB_CONV_DIRECT 1
+#endif
+
+namespace lowbit {
+
+#ifndef LB_CONV_DIRECT
+
+bool conv_direct_applies(const ConvGeom&) { return false; }
+void conv2d_forward_direct(float*, const float*, const float*, const float*, const ConvGeom&) {
+  LB_FAIL("conv2d_forward_direct: this build has no AVX2/FMA kernels");
+}
+void conv2d_backward_data_direct(float*, const float*, const float*, const ConvGeom&) {
+  LB_FAIL("conv2d_backward_data_direct: this build has no AVX2/FMA kernels");
+}
+void conv2d_backward_weight_direct(float*, const float*, const float*, const ConvGeom&) {
+  LB_FAIL("conv2d_backward_weight_direct: this build has no AVX2/FMA kernels");
+}
+
+#else
+
+namespace {
+
+constexpr int64_t kTileQ = 16;  // grid positions per forward tile: two 8-float vectors
+constexpr int kMaxMR = 6;       // 12 accumulators + 2 inputs + 1 broadcast = 15 of 16 registers
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// The zero-padded planes of one image and the output grid laid over them.
+struct Grid {
+  int64_t C = 0, H = 0, W = 0, ph = 0, pw = 0;
+  int64_t Hp = 0, Wp = 0;  // padded size
+  int64_t plane = 0;       // floats per channel plane, with zeroed slack for the last tile's reads
+  int64_t OH = 0, OW = 0;  // the true output size (stride 1)
+  int64_t Q = 0, Qr = 0;   // grid positions OH * Wp, and that rounded up to the tile width
+};
+
+Grid make_grid(const ConvGeom& g) {
+  Grid r;
+  r.C = g.C, r.H = g.H, r.W = g.W, r.ph = g.ph, r.pw = g.pw;
+  r.Hp = g.H + 2 * g.ph, r.Wp = g.W + 2 * g.pw;
+  r.OH = r.Hp - g.dh * (g.KH - 1), r.OW = r.Wp - g.dw * (g.KW - 1);
+  r.Q = r.OH * r.Wp;
+  r.Qr = round_up(r.Q, kTileQ);
+  // The last tile reads up to index (Qr - 1) + (KH-1)*dh*Wp + (KW-1)*dw, and Q + (KH-1)*dh*Wp is
+  // Hp*Wp: so a plane needs Hp*Wp + (Qr - Q) + (KW-1)*dw floats.
+  r.plane = round_up(r.Hp * r.Wp + (r.Qr - r.Q) + (g.KW - 1) * g.dw, 8);
+  return r;
+}
+
+// Copies image x (C, H, W) into the interiors of planes whose borders and slack are zero already
+// (they are zeroed once per buffer and never written).
+void fill_planes(float* xp, const float* x, const Grid& gr) {
+  for (int64_t c = 0; c < gr.C; ++c)
+    for (int64_t h = 0; h < gr.H; ++h)
+      std::memcpy(xp + c * gr.plane + (h + gr.ph) * gr.Wp + gr.pw, x + (c * gr.H + h) * gr.W,
+                  (size_t)gr.W * sizeof(float));
+}
+
+// Offset of tap (c, kh, kw) from an output position, in the (c, kh, kw) order of a weight row.
+std::vector<int64_t> tap_offsets(int64_t cg, const ConvGeom& g, const Grid& gr) {
+  std::vector<int64_t> off;
+  off.reserve((size_t)(cg * g.KH * g.KW));
+  for (int64_t c = 0; c < cg; ++c)
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw) off.push_back(c * gr.plane + kh * g.dh * gr.Wp + kw * g.dw);
+  return off;
+}
+
+// A block of output channels [o, o + mr) of one group, its weights packed tap-major at `packed`.
+struct Block {
+  int64_t group, o, mr, packed;
+};
+
+// Cuts each group's output channels into blocks of up to kMaxMR and packs w (O, K) so that a
+// block's weights for one tap are mr consecutive floats.
+std::vector<Block> pack_weights(std::vector<float>& packed, const float* w, int64_t O,
+                                int64_t groups, int64_t K) {
+  std::vector<Block> blocks;
+  packed.resize((size_t)(O * K));
+  const int64_t og = O / groups;
+  int64_t at = 0;
+  for (int64_t gi = 0; gi < groups; ++gi)
+    for (int64_t o = gi * og; o < (gi + 1) * og; o += kMaxMR) {
+      const int64_t mr = std::min<int64_t>(kMaxMR, (gi + 1) * og - o);
+      blocks.push_back({gi, o, mr, at});
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t i = 0; i < mr; ++i) packed[(size_t)(at + k * mr + i)] = w[(o + i) * K + k];
+      at += mr * K;
+    }
+  return blocks;
+}
+
+// out[i][0..16) = sum over taps k of wp[k][i] * xp[koff[k] + 0..16), i < MR.
+template <int MR>
+void fwd_tile(float* out, int64_t ldo, const float* xp, const int64_t* koff, int64_t K, const float* wp) {
+  __m256 acc0[MR], acc1[MR];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < K; ++k) {
+    const float* p = xp + koff[k];
+    const __m256 b0 = _mm256_loadu_ps(p), b1 = _mm256_loadu_ps(p + 8);
+    const float* a = wp + k * MR;
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      const __m256 ai = _mm256_broadcast_ss(a + i);
+      acc0[i] = _mm256_fmadd_ps(ai, b0, acc0[i]);
+      acc1[i] = _mm256_fmadd_ps(ai, b1, acc1[i]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) {
+    _mm256_storeu_ps(out + i * ldo, acc0[i]);
+    _mm256_storeu_ps(out + i * ldo + 8, acc1[i]);
+  }
+}
+
+void fwd_tile_any(int64_t mr, float* out, int64_t ldo, const float* xp, const int64_t* koff,
+                  int64_t K, const float* wp) {
+  switch (mr) {
+    case 1: return fwd_tile<1>(out, ldo, xp, koff, K, wp);
+    case 2: return fwd_tile<2>(out, ldo, xp, koff, K, wp);
+    case 3: return fwd_tile<3>(out, ldo, xp, koff, K, wp);
+    case 4: return fwd_tile<4>(out, ldo, xp, koff, K, wp);
+    case 5: return fwd_tile<5>(out, ldo, xp, koff, K, wp);
+    default: return fwd_tile<6>(out, ldo, xp, koff, K, wp);
+  }
+}
+
+// y (N, O, OH, OW) = conv(x, w) (+ b) for stride 1: the forward pass, and the data gradient
+// through the flipped-and-transposed geometry.
+void conv_on_grid(float* y, const float* x, const float* w, const float* b, const ConvGeom& g) {
+  const Grid gr = make_grid(g);
+  LB_CHECK(gr.OH == g.OH && gr.OW == g.OW, "conv2d direct: grid ", gr.OH, "x", gr.OW,
+           " does not match the output ", g.OH, "x", g.OW);
+  const int64_t cg = g.C / g.groups, K = cg * g.KH * g.KW, ohw = g.OH * g.OW;
+  const std::vector<int64_t> koff = tap_offsets(cg, g, gr);
+  std::vector<float> packed;
+  const std::vector<Block> blocks = pack_weights(packed, w, g.O, g.groups, K);
+  conv_for_image_chunks(g.N, g.O * K * ohw, [&](int64_t, int64_t n0, int64_t n1) {
+    std::vector<float> xp((size_t)(g.C * gr.plane), 0.0f), yg((size_t)(g.O * gr.Qr));
+    for (int64_t n = n0; n < n1; ++n) {
+      fill_planes(xp.data(), x + n * g.C * g.H * g.W, gr);
+      // Positions outer, channel blocks inner: the K x 16 window is read from L1 by every block.
+      for (int64_t q = 0; q < gr.Qr; q += kTileQ)
+        for (const Block& bl : blocks)
+          fwd_tile_any(bl.mr, yg.data() + bl.o * gr.Qr + q, gr.Qr,
+                       xp.data() + bl.group * cg * gr.plane + q, koff.data(), K,
+                       packed.data() + bl.packed);
+      float* yn = y + n * g.O * ohw;
+      for (int64_t o = 0; o < g.O; ++o) {
+        const float bias = b ? b[o] : 0.0f;
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          const float* src = yg.data() + o * gr.Qr + oh * gr.Wp;
+          float* dst = yn + (o * g.OH + oh) * g.OW;
+          for (int64_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow] + bias;
+        }
+      }
+    }
+  });
+}
+
+// Weight-gradient tile, transposed: out[i][0 .. 8*NV) += sum over grid rows oh and columns
+// ow < OW of xp[koff[i] + oh*Wp + ow] * dT[oh*OW + ow][0 .. 8*NV), i < MK. dT holds dy with
+// positions as rows and (a block of) output channels as columns, so a position's channels are
+// one or two vectors and each tap's input is a broadcast: the same shape as the forward tile.
+template <int MK, int NV>
+void wgrad_tile(float* out, int64_t ldo, const float* xp, const int64_t* koff, const float* dT,
+                int64_t ldt, const Grid& gr) {
+  static_assert(NV == 1 || NV == 2, "one or two vectors of output channels");
+  // Separate accumulator arrays (not acc[MK][NV]) so that GCC keeps them all in registers.
+  __m256 acc0[MK], acc1[MK];
+  int64_t ko[MK];
+#pragma GCC unroll 6
+  for (int i = 0; i < MK; ++i) {
+    ko[i] = koff[i];
+    acc0[i] = acc1[i] = _mm256_setzero_ps();
+  }
+  // One loop over the image's positions (a nested row loop made GCC keep the accumulators in
+  // memory); xq walks the padded plane and skips the Wp - OW columns at the end of each row.
+  const float* xq = xp;
+  const float* d = dT;
+  const int64_t n = gr.OH * gr.OW;
+  for (int64_t p = 0, ow = 0; p < n; ++p, d += ldt) {
+    const __m256 d0 = _mm256_loadu_ps(d);
+    const __m256 d1 = NV == 2 ? _mm256_loadu_ps(d + 8) : _mm256_setzero_ps();
+#pragma GCC unroll 6
+    for (int i = 0; i < MK; ++i) {
+      const __m256 a = _mm256_broadcast_ss(xq + ko[i]);
+      acc0[i] = _mm256_fmadd_ps(a, d0, acc0[i]);
+      if (NV == 2) acc1[i] = _mm256_fmadd_ps(a, d1, acc1[i]);
+    }
+    ++xq;
+    if (++ow == gr.OW) {
+      ow = 0;
+      xq += gr.Wp - gr.OW;
+    }
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < MK; ++i) {
+    float* o = out + i * ldo;
+    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc0[i]));
+    if (NV == 2) _mm256_storeu_ps(o + 8, _mm256_add_ps(_mm256_loadu_ps(o + 8), acc1[i]));
+  }
+}
+
+template <int NV>
+void wgrad_tile_any(int64_t mk, float* out, int64_t ldo, const float* xp, const int64_t* koff,
+                    const float* dT, int64_t ldt, const Grid& gr) {
+  switch (mk) {
+    case 1: return wgrad_tile<1, NV>(out, ldo, xp, koff, dT, ldt, gr);
+    case 2: return wgrad_tile<2, NV>(out, ldo, xp, koff, dT, ldt, gr);
+    case 3: return wgrad_tile<3, NV>(out, ldo, xp, koff, dT, ldt, gr);
+    case 4: return wgrad_tile<4, NV>(out, ldo, xp, koff, dT, ldt, gr);
+    case 5: return wgrad_tile<5, NV>(out, ldo, xp, koff, dT, ldt, gr);
+    default: return wgrad_tile<6, NV>(out, ldo, xp, koff, dT, ldt, gr);
+  }
+}
+
+// One image's contribution to the transposed gradient acc (groups, K, opad): tiles of up to 6
+// taps x 16 output channels (8 for a last block), dT (groups, OH*OW, opad) holding the image's dy.
+void wgrad_image(float* acc, const float* dT, const float* xp, const std::vector<int64_t>& koff,
+                 const ConvGeom& g, const Grid& gr, int64_t K, int64_t opad) {
+  const int64_t cg = g.C / g.groups, ohw = g.OH * g.OW;
+  for (int64_t gi = 0; gi < g.groups; ++gi) {
+    const float* xg = xp + gi * cg * gr.plane;
+    const float* dg = dT + gi * ohw * opad;
+    float* ag = acc + gi * K * opad;
+    for (int64_t o = 0; o < opad;) {
+      const int64_t nv = opad - o >= 16 ? 2 : 1;
+      for (int64_t k = 0; k < K; k += kMaxMR) {
+        const int64_t mk = std::min<int64_t>(kMaxMR, K - k);
+        if (nv == 2)
+          wgrad_tile_any<2>(mk, ag + k * opad + o, opad, xg, koff.data() + k, dg + o, opad, gr);
+        else
+          wgrad_tile_any<1>(mk, ag + k * opad + o, opad, xg, koff.data() + k, dg + o, opad, gr);
+      }
+      o += 8 * nv;
+    }
+  }
+}
+
+}  // namespace
+
+bool conv_direct_applies(const ConvGeom& g) {
+  if (g.sh != 1 || g.sw != 1 || conv_is_depthwise(g)) return false;
+  if (g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0) return false;
+  return g.ph <= g.dh * (g.KH - 1) && g.pw <= g.dw * (g.KW - 1);
+}
+
+void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b, const ConvGeom& g) {
+  conv_on_grid(y, x, w, b, g);
+}
+
+void conv2d_backward_data_direct(float* dx, const float* dy, const float* w, const ConvGeom& g) {
+  // dx = conv(dy, w'), stride 1, padding d*(k-1) - p, with w'[c][o][kh][kw] =
+  // w[o][c][KH-1-kh][KW-1-kw] inside each group.
+  const int64_t og = g.O / g.groups, cg = g.C / g.groups;
+  std::vector<float> wt((size_t)(g.C * og * g.KH * g.KW));
+  for (int64_t gi = 0; gi < g.groups; ++gi)
+    for (int64_t o = 0; o < og; ++o)
+      for (int64_t c = 0; c < cg; ++c)
+        for (int64_t kh = 0; kh < g.KH; ++kh)
+          for (int64_t kw = 0; kw < g.KW; ++kw)
+            wt[(size_t)((((gi * cg + c) * og + o) * g.KH + kh) * g.KW + kw)] =
+                w[(((gi * og + o) * cg + c) * g.KH + (g.KH - 1 - kh)) * g.KW + (g.KW - 1 - kw)];
+  ConvGeom t = g;
+  t.C = g.O, t.H = g.OH, t.W = g.OW;
+  t.O = g.C, t.OH = g.H, t.OW = g.W;
+  t.ph = g.dh * (g.KH - 1) - g.ph, t.pw = g.dw * (g.KW - 1) - g.pw;
+  conv_on_grid(dx, dy, wt.data(), nullptr, t);
+}
+
+void conv2d_backward_weight_direct(float* dw, const float* dy, const float* x, const ConvGeom& g) {
+  const Grid gr = make_grid(g);
+  const int64_t cg = g.C / g.groups, og = g.O / g.groups, K = cg * g.KH * g.KW, ohw = g.OH * g.OW;
+  const int64_t opad = round_up(og, 8);  // a group's output channels padded to whole vectors
+  const int64_t asize = g.groups * K * opad;
+  const std::vector<int64_t> koff = tap_offsets(cg, g, gr);
+  const int64_t chunks = conv_image_chunks(g.N);
+  // Each chunk sums its images into its own transposed buffer; the buffers are added in chunk
+  // order at the end, so the bits depend on the thread count only.
+  std::vector<float> partial((size_t)(chunks * asize), 0.0f);
+  conv_for_image_chunks(g.N, g.O * K * ohw, [&](int64_t chunk, int64_t n0, int64_t n1) {
+    float* acc = partial.data() + chunk * asize;
+    // The padding channels of dT stay zero, so their (discarded) sums stay zero too.
+    std::vector<float> xp((size_t)(g.C * gr.plane), 0.0f), dT((size_t)(g.groups * ohw * opad), 0.0f);
+    for (int64_t n = n0; n < n1; ++n) {
+      fill_planes(xp.data(), x + n * g.C * g.H * g.W, gr);
+      const float* dyn = dy + n * g.O * ohw;
+      for (int64_t gi = 0; gi < g.groups; ++gi)
+        for (int64_t o = 0; o < og; ++o) {
+          const float* src = dyn + (gi * og + o) * ohw;
+          float* dst = dT.data() + gi * ohw * opad + o;
+          for (int64_t p = 0; p < ohw; ++p) dst[p * opad] = src[p];
+        }
+      wgrad_image(acc, dT.data(), xp.data(), koff, g, gr, K, opad);
+    }
+  });
+  for (int64_t gi = 0; gi < g.groups; ++gi)
+    for (int64_t o = 0; o < og; ++o)
+      for (int64_t k = 0; k < K; ++k) {
+        const int64_t at = (gi * K + k) * opad + o;
+        float s = partial[(size_t)at];
+        for (int64_t c = 1; c < chunks; ++c) s += partial[(size_t)(c * asize + at)];
+        dw[(gi * og + o) * K + k] = s;
+      }
+}
+
+#endif  // LB_CONV_DIRECT
+
+}  // namespace lowbit

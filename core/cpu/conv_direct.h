@@ -1,0 +1,34 @@
+// Direct stride-1 convolution kernels for float32 (AVX2 + FMA): no im2col matrix.
+//
+// Why: the im2col + GEMM path writes a column matrix KH*KW times the size of the image and then
+// OpenBLAS copies it once more into its packed panels; for ResNet-20's 16-channel layers those two
+// copies cost more than the multiply itself. With stride 1 there is a cheaper trick: pad the image
+// once into planes of width Wp = W + 2*pw and compute the output on the same "grid" of width Wp
+// (the last Wp - OW columns of each grid row are computed and thrown away). On that grid, kernel
+// tap (kh, kw) of channel c reads the padded plane at a constant offset c*plane + kh*dh*Wp + kw*dw
+// from the output position, so 16 consecutive outputs read 16 consecutive inputs for every tap:
+// the "column matrix" is the padded image itself, read through an offset table.
+//
+// The data gradient of a stride-1 convolution is again a stride-1 convolution (of dy with the
+// weights flipped in space and transposed in channels, padding d*(k-1) - p), so it runs on the
+// same kernel. The weight gradient is a reduction over output positions of dy times the same
+// shifted planes.
+//
+// Results depend only on the inputs (each output is summed in a fixed order; the weight gradient
+// is reduced per image chunk in chunk order), so a given thread count gives the same bits.
+#pragma once
+#include "core/cpu/conv_kernels.h"
+
+namespace lowbit {
+
+// True when these kernels handle the convolution: a build with AVX2 and FMA, stride 1, padding at
+// most the dilated kernel extent minus one (so the data gradient is a convolution too), not
+// depthwise (which has its own kernels) and not 1x1 unpadded (which needs no im2col anyway).
+bool conv_direct_applies(const ConvGeom& g);
+
+// Same contracts as conv2d_forward_cpu / conv2d_backward_data_cpu / conv2d_backward_weight_cpu.
+void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b, const ConvGeom& g);
+void conv2d_backward_data_direct(float* dx, const float* dy, const float* w, const ConvGeom& g);
+void conv2d_backward_weight_direct(float* dw, const float* dy, const float* x, const ConvGeom& g);
+
+}  // namespace lowbit
