@@ -33,12 +33,11 @@ Tensor clamp_relu(const Tensor& x, double hi, const char* op) {
       const scalar_t h = (scalar_t)hi;
       // Two loops without the loop-invariant test inside, so each compiles to a vector select.
       if (hi < 0)
-        parallel_for(g.numel(), 1, [&](int64_t s, int64_t e) {
-          for (int64_t i = s; i < e; ++i) po[i] = px[i] > 0 ? pg[i] : (scalar_t)0;
-        });
+        binary_cpu(po, px, pg, g.numel(),
+                   [](scalar_t xv, scalar_t gv) { return xv > 0 ? gv : (scalar_t)0; });
       else
-        parallel_for(g.numel(), 1, [&](int64_t s, int64_t e) {
-          for (int64_t i = s; i < e; ++i) po[i] = (px[i] > 0 && px[i] < h) ? pg[i] : (scalar_t)0;
+        binary_cpu(po, px, pg, g.numel(), [h](scalar_t xv, scalar_t gv) {
+          return (xv > 0 && xv < h) ? gv : (scalar_t)0;
         });
     });
     return std::vector<Tensor>{gx};

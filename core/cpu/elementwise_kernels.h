@@ -12,6 +12,28 @@ namespace lowbit {
 // shape `out` (in is right-aligned against out; axes of size 1 get stride 0).
 std::vector<int64_t> broadcast_strides(const std::vector<int64_t>& in, const std::vector<int64_t>& out);
 
+// The loops below copy the pointers into __restrict locals inside the parallel body: read
+// through the lambda's captures, GCC reloads them after every store and never vectorises.
+template <class T, class F>
+void unary_cpu(T* y, const T* x, int64_t n, F f) {
+  parallel_for(n, 1, [&](int64_t s, int64_t e) {
+    T* __restrict yo = y;
+    const T* __restrict xi = x;
+    for (int64_t i = s; i < e; ++i) yo[i] = f(xi[i]);
+  });
+}
+
+// y[i] = f(a[i], b[i]) for same-shape inputs.
+template <class T, class F>
+void binary_cpu(T* y, const T* a, const T* b, int64_t n, F f) {
+  parallel_for(n, 1, [&](int64_t s, int64_t e) {
+    T* __restrict yo = y;
+    const T* __restrict ai = a;
+    const T* __restrict bi = b;
+    for (int64_t i = s; i < e; ++i) yo[i] = f(ai[i], bi[i]);
+  });
+}
+
 // y[i] = f(a[ia(i)], b[ib(i)]) over the output shape. out: (shape), a, b read with strides.
 template <class T, class F>
 void binary_broadcast_cpu(T* y, const T* a, const T* b, const std::vector<int64_t>& shape,
@@ -26,9 +48,7 @@ void binary_broadcast_cpu(T* y, const T* a, const T* b, const std::vector<int64_
     contig *= shape[i];
   }
   if (same) {  // no broadcasting: a plain loop the compiler vectorises
-    parallel_for(n, 1, [&](int64_t s, int64_t e) {
-      for (int64_t i = s; i < e; ++i) y[i] = f(a[i], b[i]);
-    });
+    binary_cpu(y, a, b, n, f);
     return;
   }
   const int64_t inner = nd ? shape[nd - 1] : 1;
@@ -50,11 +70,5 @@ void binary_broadcast_cpu(T* y, const T* a, const T* b, const std::vector<int64_
   });
 }
 
-template <class T, class F>
-void unary_cpu(T* y, const T* x, int64_t n, F f) {
-  parallel_for(n, 1, [&](int64_t s, int64_t e) {
-    for (int64_t i = s; i < e; ++i) y[i] = f(x[i]);
-  });
-}
 
 }  // namespace lowbit
