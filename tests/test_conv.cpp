@@ -213,7 +213,7 @@ TEST_CASE("conv2d: direct stride-1 float32 kernels agree with float64 im2col + g
     g.OW = conv_out_size(g.W, g.KW, 1, g.pw, g.dw);
     INFO("C ", g.C, " O ", g.O, " ", g.H, "x", g.W, " k ", g.KH, "x", g.KW, " pad ", g.ph, ",", g.pw,
          " dil ", g.dh, ",", g.dw, " groups ", g.groups);
-    REQUIRE(conv_direct_applies(g));
+    REQUIRE(conv_direct_supported(g));
     const Tensor x = rand_tensor({g.N, g.C, g.H, g.W}, seed, -1, 1, DType::f32);
     const Tensor w = rand_tensor({g.O, g.C / g.groups, g.KH, g.KW}, seed + 1, -1, 1, DType::f32);
     const Tensor b = rand_tensor({g.O}, seed + 2, -1, 1, DType::f32);
@@ -241,12 +241,18 @@ TEST_CASE("conv2d: direct stride-1 float32 kernels agree with float64 im2col + g
     // dw sums N*OH*OW products (3072 here) in float32: a longer chain than y's or dx's sums.
     CHECK(rel(dw, dwr) < 5e-5);
   }
-  ConvGeom s2;  // stride 2 and 1x1 unpadded stay on the im2col path
-  s2.sh = s2.sw = 2, s2.KH = s2.KW = 3, s2.C = s2.O = s2.groups = 1;
-  CHECK_FALSE(conv_direct_applies(s2));
+  ConvGeom s2;  // stride 2 cannot; 1x1 unpadded and small outputs need not
+  s2.sh = s2.sw = 2, s2.KH = s2.KW = 3, s2.C = s2.O = s2.groups = 1, s2.OH = s2.OW = 16;
+  CHECK_FALSE(conv_direct_supported(s2));
   ConvGeom pw1;
-  pw1.KH = pw1.KW = 1, pw1.C = pw1.O = 4, pw1.groups = 1;
-  CHECK_FALSE(conv_direct_applies(pw1));
+  pw1.KH = pw1.KW = 1, pw1.C = pw1.O = 4, pw1.groups = 1, pw1.OH = pw1.OW = 16;
+  CHECK(conv_direct_supported(pw1));
+  CHECK_FALSE(conv_direct_preferred(pw1));
+  ConvGeom k3 = pw1;
+  k3.KH = k3.KW = 3, k3.ph = k3.pw = 1;
+  CHECK(conv_direct_preferred(k3));
+  k3.OH = k3.OW = 4;
+  CHECK_FALSE(conv_direct_preferred(k3));
 }
 
 TEST_CASE("conv2d: same thread count gives the same bits; other counts agree to rounding") {

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "core/cpu/conv_util.h"
@@ -23,7 +24,8 @@ namespace lowbit {
 
 #ifndef LB_CONV_DIRECT
 
-bool conv_direct_applies(const ConvGeom&) { return false; }
+bool conv_direct_supported(const ConvGeom&) { return false; }
+bool conv_direct_preferred(const ConvGeom&) { return false; }
 void conv2d_forward_direct(float*, const float*, const float*, const float*, const ConvGeom&) {
   LB_FAIL("conv2d_forward_direct: this build has no AVX2/FMA kernels");
 }
@@ -40,6 +42,9 @@ namespace {
 
 constexpr int64_t kTileQ = 16;  // grid positions per forward tile: two 8-float vectors
 constexpr int kMaxMR = 6;       // 12 accumulators + 2 inputs + 1 broadcast = 15 of 16 registers
+constexpr int64_t kWgradImages = 8;       // weight gradient: images per pass
+constexpr int64_t kPassO = 96;            // forward: output channels per pass
+constexpr int64_t kPassBytes = 160 << 10;  // forward: packed weights per pass (of a 512 KB L2)
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
@@ -108,12 +113,17 @@ std::vector<Block> pack_weights(std::vector<float>& packed, const float* w, int6
   return blocks;
 }
 
-// out[i][0..16) = sum over taps k of wp[k][i] * xp[koff[k] + 0..16), i < MR.
+// out[i][0..16) (+)= sum over taps k of wp[k][i] * xp[koff[k] + 0..16), i < MR; with accumulate
+// the sum starts from out's current values (the previous block of taps).
 template <int MR>
-void fwd_tile(float* out, int64_t ldo, const float* xp, const int64_t* koff, int64_t K, const float* wp) {
+void fwd_tile(float* out, int64_t ldo, const float* xp, const int64_t* koff, int64_t K,
+              const float* wp, bool accumulate) {
   __m256 acc0[MR], acc1[MR];
 #pragma GCC unroll 6
-  for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = _mm256_setzero_ps();
+  for (int i = 0; i < MR; ++i) {
+    acc0[i] = accumulate ? _mm256_loadu_ps(out + i * ldo) : _mm256_setzero_ps();
+    acc1[i] = accumulate ? _mm256_loadu_ps(out + i * ldo + 8) : _mm256_setzero_ps();
+  }
   for (int64_t k = 0; k < K; ++k) {
     const float* p = xp + koff[k];
     const __m256 b0 = _mm256_loadu_ps(p), b1 = _mm256_loadu_ps(p + 8);
@@ -133,14 +143,14 @@ void fwd_tile(float* out, int64_t ldo, const float* xp, const int64_t* koff, int
 }
 
 void fwd_tile_any(int64_t mr, float* out, int64_t ldo, const float* xp, const int64_t* koff,
-                  int64_t K, const float* wp) {
+                  int64_t K, const float* wp, bool acc) {
   switch (mr) {
-    case 1: return fwd_tile<1>(out, ldo, xp, koff, K, wp);
-    case 2: return fwd_tile<2>(out, ldo, xp, koff, K, wp);
-    case 3: return fwd_tile<3>(out, ldo, xp, koff, K, wp);
-    case 4: return fwd_tile<4>(out, ldo, xp, koff, K, wp);
-    case 5: return fwd_tile<5>(out, ldo, xp, koff, K, wp);
-    default: return fwd_tile<6>(out, ldo, xp, koff, K, wp);
+    case 1: return fwd_tile<1>(out, ldo, xp, koff, K, wp, acc);
+    case 2: return fwd_tile<2>(out, ldo, xp, koff, K, wp, acc);
+    case 3: return fwd_tile<3>(out, ldo, xp, koff, K, wp, acc);
+    case 4: return fwd_tile<4>(out, ldo, xp, koff, K, wp, acc);
+    case 5: return fwd_tile<5>(out, ldo, xp, koff, K, wp, acc);
+    default: return fwd_tile<6>(out, ldo, xp, koff, K, wp, acc);
   }
 }
 
@@ -158,12 +168,25 @@ void conv_on_grid(float* y, const float* x, const float* w, const float* b, cons
     std::vector<float> xp((size_t)(g.C * gr.plane), 0.0f), yg((size_t)(g.O * gr.Qr));
     for (int64_t n = n0; n < n1; ++n) {
       fill_planes(xp.data(), x + n * g.C * g.H * g.W, gr);
-      // Positions outer, channel blocks inner: the K x 16 window is read from L1 by every block.
-      for (int64_t q = 0; q < gr.Qr; q += kTileQ)
-        for (const Block& bl : blocks)
-          fwd_tile_any(bl.mr, yg.data() + bl.o * gr.Qr + q, gr.Qr,
-                       xp.data() + bl.group * cg * gr.plane + q, koff.data(), K,
-                       packed.data() + bl.packed);
+      // Cache blocking: a pass takes a group of channel blocks (at most kPassO channels) and a
+      // range of taps whose packed weights fit in kPassBytes (L2); inside it positions run
+      // outer and channel blocks inner, so the taps x 16 input window is read from L1 by every
+      // block. Later tap ranges add onto the earlier ones: a fixed order of summation.
+      for (size_t b0 = 0, b1; b0 < blocks.size(); b0 = b1) {
+        int64_t chans = 0;
+        for (b1 = b0; b1 < blocks.size() && chans + blocks[b1].mr <= kPassO; ++b1) chans += blocks[b1].mr;
+        const int64_t kpass = std::max<int64_t>(kMaxMR, kPassBytes / (int64_t)sizeof(float) / chans);
+        for (int64_t k0 = 0; k0 < K; k0 += kpass) {
+          const int64_t kn = std::min(kpass, K - k0);
+          for (int64_t q = 0; q < gr.Qr; q += kTileQ)
+            for (size_t bi = b0; bi < b1; ++bi) {
+              const Block& bl = blocks[bi];
+              fwd_tile_any(bl.mr, yg.data() + bl.o * gr.Qr + q, gr.Qr,
+                           xp.data() + bl.group * cg * gr.plane + q, koff.data() + k0, kn,
+                           packed.data() + bl.packed + k0 * bl.mr, k0 > 0);
+            }
+        }
+      }
       float* yn = y + n * g.O * ohw;
       for (int64_t o = 0; o < g.O; ++o) {
         const float bias = b ? b[o] : 0.0f;
@@ -181,9 +204,15 @@ void conv_on_grid(float* y, const float* x, const float* w, const float* b, cons
 // ow < OW of xp[koff[i] + oh*Wp + ow] * dT[oh*OW + ow][0 .. 8*NV), i < MK. dT holds dy with
 // positions as rows and (a block of) output channels as columns, so a position's channels are
 // one or two vectors and each tap's input is a broadcast: the same shape as the forward tile.
+// A batch of images for the weight gradient: their padded planes every xstride floats, their
+// position-major dy every dstride floats.
+struct Images {
+  int64_t n, xstride, dstride;
+};
+
 template <int MK, int NV>
 void wgrad_tile(float* out, int64_t ldo, const float* xp, const int64_t* koff, const float* dT,
-                int64_t ldt, const Grid& gr) {
+                int64_t ldt, const Grid& gr, const Images& ims) {
   static_assert(NV == 1 || NV == 2, "one or two vectors of output channels");
   // Separate accumulator arrays (not acc[MK][NV]) so that GCC keeps them all in registers.
   __m256 acc0[MK], acc1[MK];
@@ -193,12 +222,13 @@ void wgrad_tile(float* out, int64_t ldo, const float* xp, const int64_t* koff, c
     ko[i] = koff[i];
     acc0[i] = acc1[i] = _mm256_setzero_ps();
   }
-  // One loop over the image's positions (a nested row loop made GCC keep the accumulators in
-  // memory); xq walks the padded plane and skips the Wp - OW columns at the end of each row.
+  // One loop over the images' positions (nested loops made GCC keep the accumulators in
+  // memory); xq walks the padded plane, skipping the Wp - OW columns at the end of each row and
+  // jumping to the next image's planes at the end of an image.
   const float* xq = xp;
   const float* d = dT;
-  const int64_t n = gr.OH * gr.OW;
-  for (int64_t p = 0, ow = 0; p < n; ++p, d += ldt) {
+  const int64_t total = ims.n * gr.OH * gr.OW;
+  for (int64_t p = 0, ow = 0, oh = 0, im = 0; p < total; ++p) {
     const __m256 d0 = _mm256_loadu_ps(d);
     const __m256 d1 = NV == 2 ? _mm256_loadu_ps(d + 8) : _mm256_setzero_ps();
 #pragma GCC unroll 6
@@ -208,9 +238,16 @@ void wgrad_tile(float* out, int64_t ldo, const float* xp, const int64_t* koff, c
       if (NV == 2) acc1[i] = _mm256_fmadd_ps(a, d1, acc1[i]);
     }
     ++xq;
+    d += ldt;
     if (++ow == gr.OW) {
       ow = 0;
       xq += gr.Wp - gr.OW;
+      if (++oh == gr.OH) {
+        oh = 0;
+        ++im;
+        xq = xp + im * ims.xstride;
+        d = dT + im * ims.dstride;
+      }
     }
   }
 #pragma GCC unroll 6
@@ -223,22 +260,24 @@ void wgrad_tile(float* out, int64_t ldo, const float* xp, const int64_t* koff, c
 
 template <int NV>
 void wgrad_tile_any(int64_t mk, float* out, int64_t ldo, const float* xp, const int64_t* koff,
-                    const float* dT, int64_t ldt, const Grid& gr) {
+                    const float* dT, int64_t ldt, const Grid& gr, const Images& ims) {
   switch (mk) {
-    case 1: return wgrad_tile<1, NV>(out, ldo, xp, koff, dT, ldt, gr);
-    case 2: return wgrad_tile<2, NV>(out, ldo, xp, koff, dT, ldt, gr);
-    case 3: return wgrad_tile<3, NV>(out, ldo, xp, koff, dT, ldt, gr);
-    case 4: return wgrad_tile<4, NV>(out, ldo, xp, koff, dT, ldt, gr);
-    case 5: return wgrad_tile<5, NV>(out, ldo, xp, koff, dT, ldt, gr);
-    default: return wgrad_tile<6, NV>(out, ldo, xp, koff, dT, ldt, gr);
+    case 1: return wgrad_tile<1, NV>(out, ldo, xp, koff, dT, ldt, gr, ims);
+    case 2: return wgrad_tile<2, NV>(out, ldo, xp, koff, dT, ldt, gr, ims);
+    case 3: return wgrad_tile<3, NV>(out, ldo, xp, koff, dT, ldt, gr, ims);
+    case 4: return wgrad_tile<4, NV>(out, ldo, xp, koff, dT, ldt, gr, ims);
+    case 5: return wgrad_tile<5, NV>(out, ldo, xp, koff, dT, ldt, gr, ims);
+    default: return wgrad_tile<6, NV>(out, ldo, xp, koff, dT, ldt, gr, ims);
   }
 }
 
-// One image's contribution to the transposed gradient acc (groups, K, opad): tiles of up to 6
-// taps x 16 output channels (8 for a last block), dT (groups, OH*OW, opad) holding the image's dy.
-void wgrad_image(float* acc, const float* dT, const float* xp, const std::vector<int64_t>& koff,
-                 const ConvGeom& g, const Grid& gr, int64_t K, int64_t opad) {
+// A batch of images' contribution to the transposed gradient acc (groups, K, opad): tiles of up
+// to 6 taps x 16 output channels (8 for a last block), each summed over all the batch's positions.
+// xp: the images' planes, C*plane floats apart; dT: their dy, (groups, OH*OW, opad) per image.
+void wgrad_images(float* acc, const float* dT, const float* xp, const std::vector<int64_t>& koff,
+                  const ConvGeom& g, const Grid& gr, int64_t K, int64_t opad, int64_t nimg) {
   const int64_t cg = g.C / g.groups, ohw = g.OH * g.OW;
+  const Images ims{nimg, g.C * gr.plane, g.groups * ohw * opad};
   for (int64_t gi = 0; gi < g.groups; ++gi) {
     const float* xg = xp + gi * cg * gr.plane;
     const float* dg = dT + gi * ohw * opad;
@@ -248,9 +287,9 @@ void wgrad_image(float* acc, const float* dT, const float* xp, const std::vector
       for (int64_t k = 0; k < K; k += kMaxMR) {
         const int64_t mk = std::min<int64_t>(kMaxMR, K - k);
         if (nv == 2)
-          wgrad_tile_any<2>(mk, ag + k * opad + o, opad, xg, koff.data() + k, dg + o, opad, gr);
+          wgrad_tile_any<2>(mk, ag + k * opad + o, opad, xg, koff.data() + k, dg + o, opad, gr, ims);
         else
-          wgrad_tile_any<1>(mk, ag + k * opad + o, opad, xg, koff.data() + k, dg + o, opad, gr);
+          wgrad_tile_any<1>(mk, ag + k * opad + o, opad, xg, koff.data() + k, dg + o, opad, gr, ims);
       }
       o += 8 * nv;
     }
@@ -259,10 +298,16 @@ void wgrad_image(float* acc, const float* dT, const float* xp, const std::vector
 
 }  // namespace
 
-bool conv_direct_applies(const ConvGeom& g) {
+bool conv_direct_supported(const ConvGeom& g) {
   if (g.sh != 1 || g.sw != 1 || conv_is_depthwise(g)) return false;
-  if (g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0) return false;
   return g.ph <= g.dh * (g.KH - 1) && g.pw <= g.dw * (g.KW - 1);
+}
+
+bool conv_direct_preferred(const ConvGeom& g) {
+  if (!conv_direct_supported(g)) return false;
+  if (g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0) return false;  // GEMM on x itself
+  // Below 8x8 outputs the grid's thrown-away columns and rounding cost more than im2col saves.
+  return g.OH * g.OW >= 64;
 }
 
 void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b, const ConvGeom& g) {
@@ -297,31 +342,41 @@ void conv2d_backward_weight_direct(float* dw, const float* dy, const float* x, c
   const int64_t chunks = conv_image_chunks(g.N);
   // Each chunk sums its images into its own transposed buffer; the buffers are added in chunk
   // order at the end, so the bits depend on the thread count only.
-  std::vector<float> partial((size_t)(chunks * asize), 0.0f);
+  std::unique_ptr<float[]> partial(new float[(size_t)(chunks * asize)]);  // each chunk zeroes its own
   conv_for_image_chunks(g.N, g.O * K * ohw, [&](int64_t chunk, int64_t n0, int64_t n1) {
-    float* acc = partial.data() + chunk * asize;
+    float* acc = partial.get() + chunk * asize;
+    std::fill(acc, acc + asize, 0.0f);
+    // Up to kWgradImages images per pass: a tile's sums run over all their positions before
+    // they are added to acc (small images would otherwise pay that addition per image).
     // The padding channels of dT stay zero, so their (discarded) sums stay zero too.
-    std::vector<float> xp((size_t)(g.C * gr.plane), 0.0f), dT((size_t)(g.groups * ohw * opad), 0.0f);
-    for (int64_t n = n0; n < n1; ++n) {
-      fill_planes(xp.data(), x + n * g.C * g.H * g.W, gr);
-      const float* dyn = dy + n * g.O * ohw;
-      for (int64_t gi = 0; gi < g.groups; ++gi)
-        for (int64_t o = 0; o < og; ++o) {
-          const float* src = dyn + (gi * og + o) * ohw;
-          float* dst = dT.data() + gi * ohw * opad + o;
-          for (int64_t p = 0; p < ohw; ++p) dst[p * opad] = src[p];
-        }
-      wgrad_image(acc, dT.data(), xp.data(), koff, g, gr, K, opad);
+    const int64_t xs = g.C * gr.plane, ds = g.groups * ohw * opad;
+    const int64_t nb = std::min<int64_t>(kWgradImages, n1 - n0);
+    std::vector<float> xp((size_t)(nb * xs), 0.0f), dT((size_t)(nb * ds), 0.0f);
+    for (int64_t n = n0; n < n1; n += nb) {
+      const int64_t m = std::min(nb, n1 - n);
+      for (int64_t im = 0; im < m; ++im) {
+        fill_planes(xp.data() + im * xs, x + (n + im) * g.C * g.H * g.W, gr);
+        const float* dyn = dy + (n + im) * g.O * ohw;
+        for (int64_t gi = 0; gi < g.groups; ++gi)
+          for (int64_t o = 0; o < og; ++o) {
+            const float* src = dyn + (gi * og + o) * ohw;
+            float* dst = dT.data() + im * ds + gi * ohw * opad + o;
+            for (int64_t p = 0; p < ohw; ++p) dst[p * opad] = src[p];
+          }
+      }
+      wgrad_images(acc, dT.data(), xp.data(), koff, g, gr, K, opad, m);
     }
   });
+  // Chunk sums added in chunk order (a linear pass the compiler vectorises), then transposed.
+  float* total = partial.get();
+  for (int64_t c = 1; c < chunks; ++c) {
+    const float* __restrict p = partial.get() + c * asize;
+    float* __restrict t = total;
+    for (int64_t i = 0; i < asize; ++i) t[i] += p[i];
+  }
   for (int64_t gi = 0; gi < g.groups; ++gi)
-    for (int64_t o = 0; o < og; ++o)
-      for (int64_t k = 0; k < K; ++k) {
-        const int64_t at = (gi * K + k) * opad + o;
-        float s = partial[(size_t)at];
-        for (int64_t c = 1; c < chunks; ++c) s += partial[(size_t)(c * asize + at)];
-        dw[(gi * og + o) * K + k] = s;
-      }
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t o = 0; o < og; ++o) dw[(gi * og + o) * K + k] = total[(gi * K + k) * opad + o];
 }
 
 #endif  // LB_CONV_DIRECT

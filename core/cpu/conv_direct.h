@@ -21,10 +21,13 @@
 
 namespace lowbit {
 
-// True when these kernels handle the convolution: a build with AVX2 and FMA, stride 1, padding at
-// most the dilated kernel extent minus one (so the data gradient is a convolution too), not
-// depthwise (which has its own kernels) and not 1x1 unpadded (which needs no im2col anyway).
-bool conv_direct_applies(const ConvGeom& g);
+// True when these kernels can compute the convolution: a build with AVX2 and FMA, stride 1,
+// padding at most the dilated kernel extent minus one (so the data gradient is a convolution
+// too), not depthwise (which has its own kernels).
+bool conv_direct_supported(const ConvGeom& g);
+// True when they are also the faster choice, which the conv2d kernels then take: not for an
+// unpadded 1x1 convolution (a GEMM on x itself, no im2col) nor for outputs under 8x8.
+bool conv_direct_preferred(const ConvGeom& g);
 
 // Same contracts as conv2d_forward_cpu / conv2d_backward_data_cpu / conv2d_backward_weight_cpu.
 void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b, const ConvGeom& g);

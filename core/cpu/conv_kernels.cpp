@@ -93,7 +93,7 @@ int64_t macs_per_image(const ConvGeom& g) {
 template <class T>
 void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom& g) {
   if constexpr (std::is_same_v<T, float>)
-    if (conv_direct_applies(g)) return conv2d_forward_direct(y, x, w, b, g);
+    if (conv_direct_preferred(g)) return conv2d_forward_direct(y, x, w, b, g);
   const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
   const int64_t kg = cg * g.KH * g.KW;  // GEMM inner size per group
   const bool pw1 = is_pointwise(g);
@@ -119,7 +119,7 @@ void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom
 template <class T>
 void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g) {
   if constexpr (std::is_same_v<T, float>)
-    if (conv_direct_applies(g)) return conv2d_backward_data_direct(dx, dy, w, g);
+    if (conv_direct_preferred(g)) return conv2d_backward_data_direct(dx, dy, w, g);
   const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
   const int64_t kg = cg * g.KH * g.KW, chw = g.C * g.H * g.W;
   const bool pw1 = is_pointwise(g);
@@ -144,7 +144,7 @@ void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g)
 template <class T>
 void conv2d_backward_weight_cpu(T* dw, const T* dy, const T* x, const ConvGeom& g) {
   if constexpr (std::is_same_v<T, float>)
-    if (conv_direct_applies(g)) return conv2d_backward_weight_direct(dw, dy, x, g);
+    if (conv_direct_preferred(g)) return conv2d_backward_weight_direct(dw, dy, x, g);
   const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
   const int64_t kg = cg * g.KH * g.KW, wsize = g.O * kg;
   const bool pw1 = is_pointwise(g);
