@@ -163,35 +163,37 @@ TEST_CASE("conv2d: asymmetric options, 1x1 kernels and depthwise with channel mu
 }
 
 TEST_CASE("conv2d: direct depthwise kernels agree with im2col + gemm") {
-  for (int64_t m : {1, 2}) {
-    ConvGeom g;
-    g.N = 3, g.C = 5, g.H = 9, g.W = 8, g.O = 5 * m, g.KH = 3, g.KW = 3, g.groups = 5;
-    g.sh = 2, g.sw = 1, g.ph = 1, g.pw = 2, g.dh = 1, g.dw = 2;
-    g.OH = conv_out_size(g.H, g.KH, g.sh, g.ph, g.dh);
-    g.OW = conv_out_size(g.W, g.KW, g.sw, g.pw, g.dw);
-    REQUIRE(conv_is_depthwise(g));
-    auto x = rand_tensor({g.N, g.C, g.H, g.W}, 1).to_vector<double>();
-    auto w = rand_tensor({g.O, 1, g.KH, g.KW}, 2).to_vector<double>();
-    auto b = rand_tensor({g.O}, 3).to_vector<double>();
-    auto dy = rand_tensor({g.N, g.O, g.OH, g.OW}, 4).to_vector<double>();
-    const size_t ny = dy.size();
-    std::vector<double> y1(ny), y2(ny), dx1(x.size()), dx2(x.size()), dw1(w.size()), dw2(w.size());
-    conv2d_forward_cpu(y1.data(), x.data(), w.data(), b.data(), g);
-    depthwise_conv2d_forward_cpu(y2.data(), x.data(), w.data(), b.data(), g);
-    conv2d_backward_data_cpu(dx1.data(), dy.data(), w.data(), g);
-    depthwise_conv2d_backward_data_cpu(dx2.data(), dy.data(), w.data(), g);
-    conv2d_backward_weight_cpu(dw1.data(), dy.data(), x.data(), g);
-    depthwise_conv2d_backward_weight_cpu(dw2.data(), dy.data(), x.data(), g);
-    auto close = [](const std::vector<double>& a, const std::vector<double>& r) {
-      double d = 0;
-      for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::fabs(a[i] - r[i]));
-      return d;
-    };
-    INFO("multiplier ", m);
-    CHECK(close(y1, y2) < 1e-12);
-    CHECK(close(dx1, dx2) < 1e-12);
-    CHECK(close(dw1, dw2) < 1e-12);
-  }
+  // Stride (2, 1) loops over the window in place; stride 1 runs on padded planes.
+  for (int64_t m : {1, 2})
+    for (int64_t sh : {2, 1}) {
+      ConvGeom g;
+      g.N = 3, g.C = 5, g.H = 9, g.W = 8, g.O = 5 * m, g.KH = 3, g.KW = 3, g.groups = 5;
+      g.sh = sh, g.sw = 1, g.ph = 1, g.pw = 2, g.dh = 1, g.dw = 2;
+      g.OH = conv_out_size(g.H, g.KH, g.sh, g.ph, g.dh);
+      g.OW = conv_out_size(g.W, g.KW, g.sw, g.pw, g.dw);
+      REQUIRE(conv_is_depthwise(g));
+      auto x = rand_tensor({g.N, g.C, g.H, g.W}, 1).to_vector<double>();
+      auto w = rand_tensor({g.O, 1, g.KH, g.KW}, 2).to_vector<double>();
+      auto b = rand_tensor({g.O}, 3).to_vector<double>();
+      auto dy = rand_tensor({g.N, g.O, g.OH, g.OW}, 4).to_vector<double>();
+      const size_t ny = dy.size();
+      std::vector<double> y1(ny), y2(ny), dx1(x.size()), dx2(x.size()), dw1(w.size()), dw2(w.size());
+      conv2d_forward_cpu(y1.data(), x.data(), w.data(), b.data(), g);
+      depthwise_conv2d_forward_cpu(y2.data(), x.data(), w.data(), b.data(), g);
+      conv2d_backward_data_cpu(dx1.data(), dy.data(), w.data(), g);
+      depthwise_conv2d_backward_data_cpu(dx2.data(), dy.data(), w.data(), g);
+      conv2d_backward_weight_cpu(dw1.data(), dy.data(), x.data(), g);
+      depthwise_conv2d_backward_weight_cpu(dw2.data(), dy.data(), x.data(), g);
+      auto close = [](const std::vector<double>& a, const std::vector<double>& r) {
+        double d = 0;
+        for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::fabs(a[i] - r[i]));
+        return d;
+      };
+      INFO("multiplier ", m, " stride ", sh);
+      CHECK(close(y1, y2) < 1e-12);
+      CHECK(close(dx1, dx2) < 1e-12);
+      CHECK(close(dw1, dw2) < 1e-12);
+    }
 }
 
 TEST_CASE("conv2d: direct stride-1 float32 kernels agree with float64 im2col + gemm") {

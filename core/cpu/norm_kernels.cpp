@@ -4,32 +4,12 @@
 // lanes and rows are then added in double in a fixed order. Parallel over channels only.
 #include "core/cpu/norm_kernels.h"
 
+#include "core/cpu/lane_sums.h"
 #include "core/parallel.h"
 
 namespace lowbit {
 
 namespace {
-
-constexpr int kLanes = 8;
-
-// Adds the kLanes partial sums, in lane order, in double.
-template <class T>
-double lanes_total(const T* acc) {
-  double s = 0;
-  for (int l = 0; l < kLanes; ++l) s += (double)acc[l];
-  return s;
-}
-
-// sum_j p[j] (lane l takes j = l mod kLanes).
-template <class T>
-double row_sum(const T* p, int64_t n) {
-  T acc[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) acc[l] += p[j + l];
-  for (int l = 0; j < n; ++j, ++l) acc[l] += p[j];
-  return lanes_total(acc);
-}
 
 // sum_j (p[j] - mu)^2.
 template <class T>
@@ -74,7 +54,7 @@ void batch_norm_stats_cpu(double* mean, double* var, const T* x, int64_t n, int6
   parallel_for(c, n * hw, [&](int64_t c0, int64_t c1) {
     for (int64_t ch = c0; ch < c1; ++ch) {
       double s = 0;
-      for (int64_t b = 0; b < n; ++b) s += row_sum(x + (b * c + ch) * hw, hw);
+      for (int64_t b = 0; b < n; ++b) s += lane_sum(x + (b * c + ch) * hw, hw);
       const double mu = m > 0 ? s / m : 0.0;
       // Second pass on the centred values: no cancellation when |mean| >> std.
       double ss = 0;
