@@ -13,6 +13,22 @@ namespace lowbit {
 
 constexpr int64_t kReduceBlock = 4096;
 
+inline int64_t reduce_blocks(int64_t inner) { return (inner + kReduceBlock - 1) / kReduceBlock; }
+
+// Runs fn(k, c, begin, end) for every block k of every channel c of a (channels, inner) layout:
+// block k = c * reduce_blocks(inner) + j covers elements [begin, end) of channel c (global
+// indices), at most kReduceBlock of them. Blocks run in parallel; fn must write only its own.
+template <class F>
+void for_channel_blocks(int64_t channels, int64_t inner, int64_t cost_per_item, F fn) {
+  const int64_t nb = reduce_blocks(inner);
+  parallel_for(channels * nb, kReduceBlock * cost_per_item, [&](int64_t b0, int64_t b1) {
+    for (int64_t k = b0; k < b1; ++k) {
+      const int64_t c = k / nb, j = k % nb;
+      fn(k, c, c * inner + j * kReduceBlock, c * inner + std::min(inner, (j + 1) * kReduceBlock));
+    }
+  });
+}
+
 // For every channel c of a (channels, inner) layout: out[c] = sum over i in channel c of f(i),
 // accumulated in double. f(i) may also write per-element outputs at index i (it is called exactly
 // once per element). out: (channels).
