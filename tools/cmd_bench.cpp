@@ -1,6 +1,7 @@
-// `lowbit bench --model M --batch B --iters N`: median time of a training step (forward, backward,
-// SGD update) and of an eval forward on random data, after warm-up; images/s, achieved GFLOP/s
-// (from the model's MACs: a training step counts 3x the forward) and peak resident memory.
+// `lowbit bench --model M --batch B --iters N [--wq lsq:4 --aq lsq:4]`: median time of a training
+// step (forward, backward, SGD update; with quantizers, the real QAT step of `lowbit train`) and of
+// an eval forward on random data, after warm-up; images/s, achieved GFLOP/s (from the model's
+// full-precision MACs: a training step counts 3x the forward) and peak resident memory.
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -11,8 +12,13 @@
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "layers/optim.h"
+#include "layers/quant_module.h"
 #include "models/models.h"
+#include "quant/quantize_model.h"
+#include "quant/quantizer.h"
 #include "tools/commands.h"
+#include "tools/quant_flags.h"
+#include "tools/trainer.h"
 
 namespace lowbit {
 
@@ -38,6 +44,8 @@ int cmd_bench(int argc, char** argv) {
   app.add_option("--warmup", warmup, "untimed iterations first")->capture_default_str();
   app.add_option("--classes", classes)->capture_default_str();
   app.add_option("--threads", threads, "0: all cores")->capture_default_str();
+  QuantConfig quant;  // the flags, defaults and checks of `lowbit train`
+  add_quant_flags(app, quant.wq, quant.aq, quant.first_last);
   app.add_flag("--json", json, "print the result as JSON");
   try {
     app.parse(argc, argv);
@@ -45,10 +53,13 @@ int cmd_bench(int argc, char** argv) {
     return app.exit(e);
   }
   LB_CHECK(batch >= 1 && iters >= 1 && warmup >= 0, "bench: --batch and --iters must be >= 1");
+  check_quant_config(quant);  // a bad spec fails before any work
   set_num_threads(threads);
   auto model = make_model(model_name, classes, 1);
-  int64_t macs = 0;
+  int64_t macs = 0;  // before quantizing: model_info's forward of zeros would initialise the steps
   for (const LayerInfo& l : model_info(*model)) macs += l.macs;
+  quantize_model(*model, quant);
+  const auto quantizers = list_quantizers(*model);
 
   Tensor x = Tensor::empty({batch, 3, 32, 32});
   float* px = x.data<float>();
@@ -56,13 +67,22 @@ int cmd_bench(int argc, char** argv) {
   Tensor y = Tensor::empty({batch}, DType::i64);
   for (int64_t i = 0; i < batch; ++i) y.data<int64_t>()[i] = i % classes;
 
-  std::vector<ParamGroup> groups(1);
-  groups[0].params = model->named_parameters();
-  groups[0].weight_decay = 5e-4;
-  SGD opt(groups, 0.9, 0.0, true);
+  // The optimizer of `lowbit train` with its defaults (weight decay, Nesterov momentum; quantizer
+  // parameters in their own groups without decay).
+  const TrainConfig tc;
+  SGD opt(make_param_groups(*model, tc), tc.momentum, 0.0, tc.nesterov);
   opt.set_lr(0.01);
   std::vector<double> train_t, eval_t;
   model->train();
+  if (!quantizers.empty()) {
+    // Data-dependent init (LSQ steps from the first batch) as in training, outside the timing, so
+    // even --warmup 0 times only real QAT steps.
+    NoGradGuard ng;
+    (*model)(x);
+    for (const QuantizerRef& r : quantizers)
+      LB_CHECK(r.qm->quantizer().initialized(), "bench: quantizer ", r.layer_path, ".", r.role,
+               " was not initialised by the first batch");
+  }
   for (int64_t i = 0; i < warmup + iters; ++i) {
     double t0 = now_s();
     Tensor loss = softmax_cross_entropy((*model)(x), y);
@@ -87,8 +107,12 @@ int cmd_bench(int argc, char** argv) {
   const double train_ips = (double)batch / tt, eval_ips = (double)batch / te;
   const double train_gflops = 3.0 * 2.0 * (double)macs * (double)batch / tt * 1e-9;
   const double eval_gflops = 2.0 * (double)macs * (double)batch / te * 1e-9;
+  const std::string wq = quant.wq.empty() ? "fp" : quant.wq, aq = quant.aq.empty() ? "fp" : quant.aq;
+  const std::string fl = quant_enabled(quant) ? quant.first_last : "fp";
   nlohmann::json j = {{"model", model_name}, {"batch", batch}, {"threads", num_threads()},
-                      {"iters", iters}, {"train_img_per_s", train_ips}, {"eval_img_per_s", eval_ips},
+                      {"iters", iters}, {"wq", wq}, {"aq", aq}, {"first_last", fl},
+                      {"quantizers", quantizers.size()},
+                      {"train_img_per_s", train_ips}, {"eval_img_per_s", eval_ips},
                       {"train_step_ms", 1e3 * tt}, {"eval_step_ms", 1e3 * te},
                       {"train_gflops", train_gflops}, {"eval_gflops", eval_gflops},
                       {"macs_per_image", macs}, {"peak_rss_mb", peak_mb}};
@@ -96,9 +120,10 @@ int cmd_bench(int argc, char** argv) {
     std::printf("%s\n", j.dump().c_str());
   else
     std::printf("train_img_per_s=%.1f eval_img_per_s=%.1f train_gflops=%.1f eval_gflops=%.1f "
-                "peak_rss_mb=%.0f (model %s, batch %lld, threads %d, median of %lld)\n",
+                "peak_rss_mb=%.0f (model %s, wq %s, aq %s, first/last %s, batch %lld, threads %d, "
+                "median of %lld)\n",
                 train_ips, eval_ips, train_gflops, eval_gflops, peak_mb, model_name.c_str(),
-                (long long)batch, num_threads(), (long long)iters);
+                wq.c_str(), aq.c_str(), fl.c_str(), (long long)batch, num_threads(), (long long)iters);
   return 0;
 }
 

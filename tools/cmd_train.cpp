@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "tools/commands.h"
+#include "tools/quant_flags.h"
 #include "tools/trainer.h"
 
 namespace lowbit {
@@ -30,11 +31,7 @@ int cmd_train(int argc, char** argv) {
   app.add_option("--init", c.init,
                  "start from this model checkpoint's weights (a full-precision one into a quantized "
                  "model: quantizers initialise from the first batch)");
-  app.add_option("--wq", c.wq, "weight quantizer METHOD:BITS[:pc], e.g. lsq:4 (default: full precision)");
-  app.add_option("--aq", c.aq, "input (activation) quantizer METHOD:BITS, e.g. lsq:4");
-  app.add_option("--first-last", c.first_last,
-                 "first conv / last linear: 8 (8-bit max-abs weights, float inputs), fp, or same")
-      ->capture_default_str();
+  add_quant_flags(app, c.wq, c.aq, c.first_last);
   app.add_option("--bits-config", c.bits_config,
                  "JSON {\"layer\": {\"w\": b, \"a\": b}} per-layer bit widths");
   app.add_option("--wq-lr-factor", c.wq_lr_factor, "lr factor of the weight quantizers' parameters")
