@@ -25,7 +25,9 @@ namespace lowbit {
 #ifndef LB_CONV_DIRECT
 
 bool conv_direct_supported(const ConvGeom&) { return false; }
+bool conv_direct_data_supported(const ConvGeom&) { return false; }
 bool conv_direct_preferred(const ConvGeom&) { return false; }
+bool conv_direct_data_preferred(const ConvGeom&) { return false; }
 void conv2d_forward_direct(float*, const float*, const float*, const float*, const ConvGeom&) {
   LB_FAIL("conv2d_forward_direct: this build has no AVX2/FMA kernels");
 }
@@ -50,33 +52,55 @@ int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 // The zero-padded planes of one image and the output grid laid over them.
 struct Grid {
-  int64_t C = 0, H = 0, W = 0, ph = 0, pw = 0;
-  int64_t Hp = 0, Wp = 0;  // padded size
-  int64_t plane = 0;       // floats per channel plane, with zeroed slack for the last tile's reads
-  int64_t OH = 0, OW = 0;  // the true output size (stride 1)
+  int64_t C = 0, H = 0, W = 0, ph = 0, pw = 0, sh = 1, sw = 1;
+  int64_t Hp = 0, Wp = 0;  // size of one phase plane; Wp is also the grid's row width
+  int64_t plane = 0;       // floats per phase plane, with zeroed slack for the last tile's reads
+  int64_t cstride = 0;     // floats per channel: its sh*sw phase planes
+  int64_t OH = 0, OW = 0;  // the true output size
   int64_t Q = 0, Qr = 0;   // grid positions OH * Wp, and that rounded up to the tile width
 };
 
+// Stride s > 1 splits the zero-padded image into s x s phase planes, phase (a, b) holding the
+// padded pixels (s*i + a, s*j + b) at (i, j). Output (oh, ow) then reads tap (kh, kw) from phase
+// ((kh*dh) % sh, (kw*dw) % sw) at (oh + (kh*dh)/sh, ow + (kw*dw)/sw): on the phase planes every
+// tap is again a constant offset from the output position, as at stride 1 (one phase).
 Grid make_grid(const ConvGeom& g) {
   Grid r;
-  r.C = g.C, r.H = g.H, r.W = g.W, r.ph = g.ph, r.pw = g.pw;
-  r.Hp = g.H + 2 * g.ph, r.Wp = g.W + 2 * g.pw;
-  r.OH = r.Hp - g.dh * (g.KH - 1), r.OW = r.Wp - g.dw * (g.KW - 1);
+  r.C = g.C, r.H = g.H, r.W = g.W, r.ph = g.ph, r.pw = g.pw, r.sh = g.sh, r.sw = g.sw;
+  r.Hp = (g.H + 2 * g.ph + g.sh - 1) / g.sh, r.Wp = (g.W + 2 * g.pw + g.sw - 1) / g.sw;
+  r.OH = g.OH, r.OW = g.OW;
+  const int64_t reach_h = g.dh * (g.KH - 1) / g.sh, reach_w = g.dw * (g.KW - 1) / g.sw;
+  LB_CHECK(r.OH + reach_h <= r.Hp && r.OW + reach_w <= r.Wp, "conv2d direct: output ", r.OH, "x",
+           r.OW, " does not fit phase planes of ", r.Hp, "x", r.Wp);
   r.Q = r.OH * r.Wp;
   r.Qr = round_up(r.Q, kTileQ);
-  // The last tile reads up to index (Qr - 1) + (KH-1)*dh*Wp + (KW-1)*dw, and Q + (KH-1)*dh*Wp is
-  // Hp*Wp: so a plane needs Hp*Wp + (Qr - Q) + (KW-1)*dw floats.
-  r.plane = round_up(r.Hp * r.Wp + (r.Qr - r.Q) + (g.KW - 1) * g.dw, 8);
+  // The last tile reads up to index (Qr - 1) + reach_h*Wp + reach_w, and (OH + reach_h)*Wp <=
+  // Hp*Wp: so a plane needs Hp*Wp + (Qr - Q) + reach_w floats.
+  r.plane = round_up(r.Hp * r.Wp + (r.Qr - r.Q) + reach_w, 8);
+  r.cstride = g.sh * g.sw * r.plane;
   return r;
 }
 
-// Copies image x (C, H, W) into the interiors of planes whose borders and slack are zero already
-// (they are zeroed once per buffer and never written).
+// Copies image x (C, H, W) into the interiors of the phase planes, whose borders and slack are
+// zero already (zeroed once per buffer and never written).
 void fill_planes(float* xp, const float* x, const Grid& gr) {
+  if (gr.sh == 1 && gr.sw == 1) {
+    for (int64_t c = 0; c < gr.C; ++c)
+      for (int64_t h = 0; h < gr.H; ++h)
+        std::memcpy(xp + c * gr.cstride + (h + gr.ph) * gr.Wp + gr.pw, x + (c * gr.H + h) * gr.W,
+                    (size_t)gr.W * sizeof(float));
+    return;
+  }
   for (int64_t c = 0; c < gr.C; ++c)
-    for (int64_t h = 0; h < gr.H; ++h)
-      std::memcpy(xp + c * gr.plane + (h + gr.ph) * gr.Wp + gr.pw, x + (c * gr.H + h) * gr.W,
-                  (size_t)gr.W * sizeof(float));
+    for (int64_t h = 0; h < gr.H; ++h) {
+      const int64_t r = h + gr.ph;
+      float* row = xp + c * gr.cstride + (r % gr.sh) * gr.sw * gr.plane + (r / gr.sh) * gr.Wp;
+      const float* src = x + (c * gr.H + h) * gr.W;
+      for (int64_t w = 0; w < gr.W; ++w) {
+        const int64_t col = w + gr.pw;
+        row[(col % gr.sw) * gr.plane + col / gr.sw] = src[w];
+      }
+    }
 }
 
 // Offset of tap (c, kh, kw) from an output position, in the (c, kh, kw) order of a weight row.
@@ -85,7 +109,11 @@ std::vector<int64_t> tap_offsets(int64_t cg, const ConvGeom& g, const Grid& gr) 
   off.reserve((size_t)(cg * g.KH * g.KW));
   for (int64_t c = 0; c < cg; ++c)
     for (int64_t kh = 0; kh < g.KH; ++kh)
-      for (int64_t kw = 0; kw < g.KW; ++kw) off.push_back(c * gr.plane + kh * g.dh * gr.Wp + kw * g.dw);
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        const int64_t rh = kh * g.dh, rw = kw * g.dw;
+        const int64_t phase = (rh % g.sh) * g.sw + rw % g.sw;
+        off.push_back(c * gr.cstride + phase * gr.plane + (rh / g.sh) * gr.Wp + rw / g.sw);
+      }
   return off;
 }
 
@@ -158,14 +186,12 @@ void fwd_tile_any(int64_t mr, float* out, int64_t ldo, const float* xp, const in
 // through the flipped-and-transposed geometry.
 void conv_on_grid(float* y, const float* x, const float* w, const float* b, const ConvGeom& g) {
   const Grid gr = make_grid(g);
-  LB_CHECK(gr.OH == g.OH && gr.OW == g.OW, "conv2d direct: grid ", gr.OH, "x", gr.OW,
-           " does not match the output ", g.OH, "x", g.OW);
   const int64_t cg = g.C / g.groups, K = cg * g.KH * g.KW, ohw = g.OH * g.OW;
   const std::vector<int64_t> koff = tap_offsets(cg, g, gr);
   std::vector<float> packed;
   const std::vector<Block> blocks = pack_weights(packed, w, g.O, g.groups, K);
   conv_for_image_chunks(g.N, g.O * K * ohw, [&](int64_t, int64_t n0, int64_t n1) {
-    std::vector<float> xp((size_t)(g.C * gr.plane), 0.0f), yg((size_t)(g.O * gr.Qr));
+    std::vector<float> xp((size_t)(g.C * gr.cstride), 0.0f), yg((size_t)(g.O * gr.Qr));
     for (int64_t n = n0; n < n1; ++n) {
       fill_planes(xp.data(), x + n * g.C * g.H * g.W, gr);
       // Cache blocking: a pass takes a group of channel blocks (at most kPassO channels) and a
@@ -182,7 +208,7 @@ void conv_on_grid(float* y, const float* x, const float* w, const float* b, cons
             for (size_t bi = b0; bi < b1; ++bi) {
               const Block& bl = blocks[bi];
               fwd_tile_any(bl.mr, yg.data() + bl.o * gr.Qr + q, gr.Qr,
-                           xp.data() + bl.group * cg * gr.plane + q, koff.data() + k0, kn,
+                           xp.data() + bl.group * cg * gr.cstride + q, koff.data() + k0, kn,
                            packed.data() + bl.packed + k0 * bl.mr, k0 > 0);
             }
         }
@@ -277,9 +303,9 @@ void wgrad_tile_any(int64_t mk, float* out, int64_t ldo, const float* xp, const 
 void wgrad_images(float* acc, const float* dT, const float* xp, const std::vector<int64_t>& koff,
                   const ConvGeom& g, const Grid& gr, int64_t K, int64_t opad, int64_t nimg) {
   const int64_t cg = g.C / g.groups, ohw = g.OH * g.OW;
-  const Images ims{nimg, g.C * gr.plane, g.groups * ohw * opad};
+  const Images ims{nimg, g.C * gr.cstride, g.groups * ohw * opad};
   for (int64_t gi = 0; gi < g.groups; ++gi) {
-    const float* xg = xp + gi * cg * gr.plane;
+    const float* xg = xp + gi * cg * gr.cstride;
     const float* dg = dT + gi * ohw * opad;
     float* ag = acc + gi * K * opad;
     for (int64_t o = 0; o < opad;) {
@@ -298,16 +324,23 @@ void wgrad_images(float* acc, const float* dT, const float* xp, const std::vecto
 
 }  // namespace
 
-bool conv_direct_supported(const ConvGeom& g) {
-  if (g.sh != 1 || g.sw != 1 || conv_is_depthwise(g)) return false;
-  return g.ph <= g.dh * (g.KH - 1) && g.pw <= g.dw * (g.KW - 1);
+bool conv_direct_supported(const ConvGeom& g) { return !conv_is_depthwise(g); }
+
+bool conv_direct_data_supported(const ConvGeom& g) {
+  return conv_direct_supported(g) && g.sh == 1 && g.sw == 1 && g.ph <= g.dh * (g.KH - 1) &&
+         g.pw <= g.dw * (g.KW - 1);
 }
 
 bool conv_direct_preferred(const ConvGeom& g) {
   if (!conv_direct_supported(g)) return false;
-  if (g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0) return false;  // GEMM on x itself
+  if (g.KH == 1 && g.KW == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0)
+    return false;  // GEMM on x itself
   // Below 8x8 outputs the grid's thrown-away columns and rounding cost more than im2col saves.
   return g.OH * g.OW >= 64;
+}
+
+bool conv_direct_data_preferred(const ConvGeom& g) {
+  return conv_direct_preferred(g) && conv_direct_data_supported(g);
 }
 
 void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b, const ConvGeom& g) {
@@ -349,7 +382,7 @@ void conv2d_backward_weight_direct(float* dw, const float* dy, const float* x, c
     // Up to kWgradImages images per pass: a tile's sums run over all their positions before
     // they are added to acc (small images would otherwise pay that addition per image).
     // The padding channels of dT stay zero, so their (discarded) sums stay zero too.
-    const int64_t xs = g.C * gr.plane, ds = g.groups * ohw * opad;
+    const int64_t xs = g.C * gr.cstride, ds = g.groups * ohw * opad;
     const int64_t nb = std::min<int64_t>(kWgradImages, n1 - n0);
     std::vector<float> xp((size_t)(nb * xs), 0.0f), dT((size_t)(nb * ds), 0.0f);
     for (int64_t n = n0; n < n1; n += nb) {

@@ -1,4 +1,4 @@
-// Direct stride-1 convolution kernels for float32 (AVX2 + FMA): no im2col matrix.
+// Direct convolution kernels for float32 (AVX2 + FMA): no im2col matrix.
 //
 // Why: the im2col + GEMM path writes a column matrix KH*KW times the size of the image and then
 // OpenBLAS copies it once more into its packed panels; for ResNet-20's 16-channel layers those two
@@ -21,13 +21,16 @@
 
 namespace lowbit {
 
-// True when these kernels can compute the convolution: a build with AVX2 and FMA, stride 1,
-// padding at most the dilated kernel extent minus one (so the data gradient is a convolution
-// too), not depthwise (which has its own kernels).
+// Forward and weight gradient: any stride (s > 1 through phase planes, see conv_direct.cpp),
+// padding and dilation, any groups but depthwise (which has its own kernels); needs a build with
+// AVX2 and FMA. The data gradient also needs stride 1 and padding at most the dilated kernel
+// extent minus one, so that it is again a convolution (of dy with the flipped weights).
 bool conv_direct_supported(const ConvGeom& g);
-// True when they are also the faster choice, which the conv2d kernels then take: not for an
-// unpadded 1x1 convolution (a GEMM on x itself, no im2col) nor for outputs under 8x8.
+bool conv_direct_data_supported(const ConvGeom& g);
+// When they are also the faster choice, which the conv2d kernels then take: not for an unpadded
+// 1x1 stride-1 convolution (a GEMM on x itself, no im2col) nor for outputs under 8x8.
 bool conv_direct_preferred(const ConvGeom& g);
+bool conv_direct_data_preferred(const ConvGeom& g);
 
 // Same contracts as conv2d_forward_cpu / conv2d_backward_data_cpu / conv2d_backward_weight_cpu.
 void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b, const ConvGeom& g);

@@ -1,4 +1,5 @@
-// General conv2d kernels: float32 stride-1 convolutions go to the direct kernels of conv_direct.h;
+// General conv2d kernels: float32 convolutions go to the direct kernels of conv_direct.h where
+// those are faster (conv_direct_preferred);
 // everything else runs im2col + gemm per image (the GEMM runs on a (C/groups*KH*KW, OH*OW)
 // column matrix per group), col2im for the data gradient, per-chunk partial sums for the weight
 // gradient. The batch is cut into fixed chunks (conv_util.h) that run in parallel with
@@ -119,7 +120,7 @@ void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom
 template <class T>
 void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g) {
   if constexpr (std::is_same_v<T, float>)
-    if (conv_direct_preferred(g)) return conv2d_backward_data_direct(dx, dy, w, g);
+    if (conv_direct_data_preferred(g)) return conv2d_backward_data_direct(dx, dy, w, g);
   const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
   const int64_t kg = cg * g.KH * g.KW, chw = g.C * g.H * g.W;
   const bool pw1 = is_pointwise(g);
