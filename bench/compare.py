@@ -13,9 +13,11 @@ Usage (from anywhere; run by Debian's /usr/bin/python3, which has torch):
 Defaults: models resnet20,resnet18,mobilenetv2,shufflenetv2; configs fp and w4a4 (--wq lsq:4
 --aq lsq:4, first/last layer 8-bit as `lowbit train`'s default); 3 rounds; batch 128; 2 threads;
 10 timed iterations after 3 warm-up, for training and for eval.
-Runtime of the full default run on the 2-vCPU AMD EPYC VM of docs/perf.md (idle, lowbit at
-commit e287c0f): about 75 minutes, ResNet-18 taking over half of it (each of its runs trains 13
-steps of 128 images on both sides); --models resnet20 alone about 5 minutes; --quick about 2.
+Runtime of the full default run on the 2-vCPU AMD EPYC VM of docs/perf.md, idle, lowbit at commit
+e287c0f: about 50-75 minutes, estimated (not yet timed) from the models' MACs and the ResNet-20
+rates in docs/perf.md; ResNet-18 takes over half of it (each of its runs trains 14 steps of 128
+images on both sides); --models resnet20 alone about 6 minutes (with the 1 vs 2 thread line).
+--quick took 2.7 minutes on that VM under load 8 (the smoke run; its numbers mean nothing).
 Run it on an otherwise idle machine: the pairs share the cores with whatever else runs.
 
 Fairness: both sides get the same model (bench/torch_models.py), batch, random data, SGD
