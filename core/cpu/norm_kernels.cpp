@@ -1,7 +1,8 @@
 // Batch-norm CPU kernels (Ioffe & Szegedy 2015; PyTorch's conventions, see core/ops.h). Per-channel
-// sums: each image's row of H*W values is summed in 8 independent lanes of T (a loop the compiler
-// vectorises; one serial chain of double additions was the slowest part of a ResNet step), the
-// lanes and rows are then added in double in a fixed order. Parallel over channels only.
+// sums: each image's row of H*W values is summed in 8 independent double lanes (a loop the
+// compiler vectorises; one serial chain of double additions was the slowest part of a ResNet
+// step), the lanes and rows then added in a fixed order (core/cpu/lane_sums.h). Parallel over
+// channels only.
 #include "core/cpu/norm_kernels.h"
 
 #include "core/cpu/lane_sums.h"
@@ -11,36 +12,36 @@ namespace lowbit {
 
 namespace {
 
-// sum_j (p[j] - mu)^2.
+// sum_j (p[j] - mu)^2, in double.
 template <class T>
-double row_sum_sq_centered(const T* p, int64_t n, T mu) {
-  T acc[kLanes] = {};
+double row_sum_sq_centered(const T* p, int64_t n, double mu) {
+  double acc[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes)
     for (int l = 0; l < kLanes; ++l) {
-      const T d = p[j + l] - mu;
+      const double d = (double)p[j + l] - mu;
       acc[l] += d * d;
     }
   for (int l = 0; j < n; ++j, ++l) {
-    const T d = p[j] - mu;
+    const double d = (double)p[j] - mu;
     acc[l] += d * d;
   }
   return lanes_total(acc);
 }
 
-// sum_j g[j] and sum_j g[j] * (p[j] - mu).
+// sum_j g[j] and sum_j g[j] * (p[j] - mu), in double.
 template <class T>
-void row_sums_grad(const T* g, const T* p, int64_t n, T mu, double& s_g, double& s_gx) {
-  T a[kLanes] = {}, b[kLanes] = {};
+void row_sums_grad(const T* g, const T* p, int64_t n, double mu, double& s_g, double& s_gx) {
+  double a[kLanes] = {}, b[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes)
     for (int l = 0; l < kLanes; ++l) {
-      a[l] += g[j + l];
-      b[l] += g[j + l] * (p[j + l] - mu);
+      a[l] += (double)g[j + l];
+      b[l] += (double)g[j + l] * ((double)p[j + l] - mu);
     }
   for (int l = 0; j < n; ++j, ++l) {
-    a[l] += g[j];
-    b[l] += g[j] * (p[j] - mu);
+    a[l] += (double)g[j];
+    b[l] += (double)g[j] * ((double)p[j] - mu);
   }
   s_g += lanes_total(a);
   s_gx += lanes_total(b);
@@ -58,7 +59,7 @@ void batch_norm_stats_cpu(double* mean, double* var, const T* x, int64_t n, int6
       const double mu = m > 0 ? s / m : 0.0;
       // Second pass on the centred values: no cancellation when |mean| >> std.
       double ss = 0;
-      for (int64_t b = 0; b < n; ++b) ss += row_sum_sq_centered(x + (b * c + ch) * hw, hw, (T)mu);
+      for (int64_t b = 0; b < n; ++b) ss += row_sum_sq_centered(x + (b * c + ch) * hw, hw, mu);
       mean[ch] = mu;
       var[ch] = m > 0 ? ss / m : 0.0;
     }
@@ -92,7 +93,7 @@ void batch_norm_backward_cpu(T* dx, double* dgamma, double* dbeta, const T* dy, 
       const double mu = mean[ch], is = invstd[ch];
       double s_dy = 0, s_dy_xc = 0;  // sums of dy and of dy * (x - mean)
       for (int64_t b = 0; b < n; ++b)
-        row_sums_grad(dy + (b * c + ch) * hw, x + (b * c + ch) * hw, hw, (T)mu, s_dy, s_dy_xc);
+        row_sums_grad(dy + (b * c + ch) * hw, x + (b * c + ch) * hw, hw, mu, s_dy, s_dy_xc);
       const double s_dy_xhat = s_dy_xc * is;
       dgamma[ch] = s_dy_xhat;
       dbeta[ch] = s_dy;
