@@ -1,7 +1,8 @@
 # lowbit: one entry point. `make` builds build/lowbit; `make test` runs the doctest suite;
 # `make demo` trains a small model end to end; `make deps` installs Debian packages;
 # SAN=1 builds with ASan+UBSan (into build-san/); GPU=0|1|auto picks the backend (default 0: CPU
-# build linking the stub in core/cuda/stub.cpp, whose CUDA entry points throw a clear error).
+# build linking the stub in core/cuda/stub.cpp, whose CUDA entry points throw a clear error; GPU=1
+# builds the CUDA backend into build-gpu/ so it never clobbers the CPU build).
 
 SAN ?= 0
 GPU ?= 0
@@ -37,12 +38,28 @@ LDLIBS := -fopenmp -lopenblas -lpthread -lm $(LDSAN)
 
 LIB_DIRS := core core/cpu layers quant prune models datasets tools
 LIB_SRCS := $(filter-out tools/main.cpp,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.cpp)))
+CU_OBJS :=
 ifeq ($(GPU),1)
-  CU_SRCS := $(wildcard core/cuda/*.cu)
-  ifeq ($(CU_SRCS),)
-    $(error GPU=1: the CUDA backend (core/cuda/*.cu) is not written yet; build with GPU=0)
+  ifeq ($(NVCC),)
+    $(error GPU=1: nvcc not found (looked on PATH and in /usr/local/cuda/bin); build with GPU=0)
   endif
+  ifeq ($(wildcard $(CUDA_HOME)/include/cudnn.h),)
+    $(error GPU=1: $(CUDA_HOME)/include/cudnn.h not found (cuDNN 9 is needed); build with GPU=0)
+  endif
+  ifneq ($(SAN),1)
+    BUILD := build-gpu
+  endif
+  CU_SRCS := $(wildcard core/cuda/*.cu)
   LIB_SRCS += $(filter-out core/cuda/stub.cpp,$(wildcard core/cuda/*.cpp))
+  CU_OBJS := $(CU_SRCS:%.cu=$(BUILD)/obj/%.o)
+  CXXFLAGS += -DLOWBIT_CUDA -isystem $(CUDA_HOME)/include
+  LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart
+  # sm_90 code for the H100 plus compute_90 PTX that newer GPUs JIT-compile: one arch keeps the
+  # build quick. -fmad=false: no a*b+c contraction, so a quantizer level computed on the GPU is
+  # the CPU's to the bit (METHODS.md); the few kernels where FMA is harmless lose little.
+  NVCCFLAGS := -std=c++17 -O3 -gencode arch=compute_90,code=sm_90 \
+               -gencode arch=compute_90,code=compute_90 -fmad=false -I. -MMD -MP \
+               -Xcompiler -Wall,-Wextra,-Wno-unused-parameter -Werror all-warnings
 else
   LIB_SRCS += core/cuda/stub.cpp
 endif
@@ -63,10 +80,14 @@ $(BUILD)/obj/%.o: %.cpp $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
-$(BUILD)/lowbit: $(MAIN_OBJ) $(LIB_OBJS)
+$(BUILD)/obj/%.o: %.cu $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(BUILD)/lowbit: $(MAIN_OBJ) $(LIB_OBJS) $(CU_OBJS)
 	$(CXX) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/lowbit_tests: $(TEST_OBJS) $(LIB_OBJS)
+$(BUILD)/lowbit_tests: $(TEST_OBJS) $(LIB_OBJS) $(CU_OBJS)
 	$(CXX) -o $@ $^ $(LDLIBS)
 
 # TEST_ARGS passes doctest options, e.g. make test TEST_ARGS='-tc="conv2d*"'.
@@ -93,6 +114,6 @@ deps:
 	else echo "make deps: all packages present"; fi
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-gpu
 
--include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(MAIN_OBJ:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(CU_OBJS:.o=.d)

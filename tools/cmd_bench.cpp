@@ -1,6 +1,8 @@
 // `lowbit bench --model M --batch B --iters N`: median time of a training step (forward, backward,
 // SGD update) and of an eval forward on random data, after warm-up; images/s, achieved GFLOP/s
 // (from the model's MACs: a training step counts 3x the forward) and peak resident memory.
+// --device cuda times the GPU build's step (the clock is read after the stream drained); --wq/--aq
+// time a quantized model (e.g. lsq:4), quantizers initialised by the untimed warm-up.
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -8,11 +10,14 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "core/cuda/kernels.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "layers/optim.h"
 #include "models/models.h"
+#include "quant/quantize_model.h"
 #include "tools/commands.h"
+#include "tools/device_option.h"
 
 namespace lowbit {
 
@@ -31,8 +36,13 @@ int cmd_bench(int argc, char** argv) {
   std::string model_name = "resnet20";
   int64_t batch = 128, iters = 20, warmup = 3, classes = 10;
   int threads = 0;
-  bool json = false;
+  bool json = false, deterministic = false;
+  std::string device = "cpu", wq, aq;
   app.add_option("--model", model_name)->capture_default_str();
+  app.add_option("--device", device, "cpu | cuda (a GPU build: make GPU=1)")->capture_default_str();
+  app.add_flag("--deterministic", deterministic, "cuda: only deterministic cuDNN algorithms");
+  app.add_option("--wq", wq, "weight quantizer METHOD:BITS, e.g. lsq:4 (default: full precision)");
+  app.add_option("--aq", aq, "activation quantizer METHOD:BITS, e.g. lsq:4");
   app.add_option("--batch", batch)->capture_default_str();
   app.add_option("--iters", iters, "timed iterations")->capture_default_str();
   app.add_option("--warmup", warmup, "untimed iterations first")->capture_default_str();
@@ -46,7 +56,12 @@ int cmd_bench(int argc, char** argv) {
   }
   LB_CHECK(batch >= 1 && iters >= 1 && warmup >= 0, "bench: --batch and --iters must be >= 1");
   set_num_threads(threads);
+  const Device dev = select_device(device, deterministic);
   auto model = make_model(model_name, classes, 1);
+  QuantConfig qcfg;
+  qcfg.wq = wq;
+  qcfg.aq = aq;
+  if (!wq.empty() || !aq.empty()) quantize_model(*model, qcfg);
   int64_t macs = 0;
   for (const LayerInfo& l : model_info(*model)) macs += l.macs;
 
@@ -55,6 +70,11 @@ int cmd_bench(int argc, char** argv) {
   for (int64_t i = 0; i < x.numel(); ++i) px[i] = (float)rng_normal(1, 5, (uint64_t)i);
   Tensor y = Tensor::empty({batch}, DType::i64);
   for (int64_t i = 0; i < batch; ++i) y.data<int64_t>()[i] = i % classes;
+  model->to_device(dev);
+  if (dev != Device::cpu) {  // the data stays on the device: the step is what is timed
+    x = x.to_device(dev);
+    y = y.to_device(dev);
+  }
 
   std::vector<ParamGroup> groups(1);
   groups[0].params = model->named_parameters();
@@ -69,6 +89,7 @@ int cmd_bench(int argc, char** argv) {
     opt.zero_grad();
     backward(loss);
     opt.step();
+    cuda_synchronize();  // no-op on the cpu
     if (i >= warmup) train_t.push_back(now_s() - t0);
   }
   model->eval();
@@ -77,6 +98,7 @@ int cmd_bench(int argc, char** argv) {
     for (int64_t i = 0; i < warmup + iters; ++i) {
       double t0 = now_s();
       Tensor out = (*model)(x);
+      cuda_synchronize();
       if (i >= warmup) eval_t.push_back(now_s() - t0);
     }
   }
@@ -88,6 +110,7 @@ int cmd_bench(int argc, char** argv) {
   const double train_gflops = 3.0 * 2.0 * (double)macs * (double)batch / tt * 1e-9;
   const double eval_gflops = 2.0 * (double)macs * (double)batch / te * 1e-9;
   nlohmann::json j = {{"model", model_name}, {"batch", batch}, {"threads", num_threads()},
+                      {"device", device_name(dev)}, {"wq", wq}, {"aq", aq},
                       {"iters", iters}, {"train_img_per_s", train_ips}, {"eval_img_per_s", eval_ips},
                       {"train_step_ms", 1e3 * tt}, {"eval_step_ms", 1e3 * te},
                       {"train_gflops", train_gflops}, {"eval_gflops", eval_gflops},
@@ -96,9 +119,10 @@ int cmd_bench(int argc, char** argv) {
     std::printf("%s\n", j.dump().c_str());
   else
     std::printf("train_img_per_s=%.1f eval_img_per_s=%.1f train_gflops=%.1f eval_gflops=%.1f "
-                "peak_rss_mb=%.0f (model %s, batch %lld, threads %d, median of %lld)\n",
+                "peak_rss_mb=%.0f (model %s%s%s%s%s, batch %lld, %s, threads %d, median of %lld)\n",
                 train_ips, eval_ips, train_gflops, eval_gflops, peak_mb, model_name.c_str(),
-                (long long)batch, num_threads(), (long long)iters);
+                wq.empty() ? "" : " wq ", wq.c_str(), aq.empty() ? "" : " aq ", aq.c_str(),
+                (long long)batch, device_name(dev), num_threads(), (long long)iters);
   return 0;
 }
 
