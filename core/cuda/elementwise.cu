@@ -5,6 +5,7 @@
 
 #include "core/cuda/common.cuh"
 #include "core/cuda/kernels.h"
+#include "core/device_memory.h"
 
 namespace lowbit {
 namespace cuda {
