@@ -58,12 +58,13 @@ int cmd_bench(int argc, char** argv) {
   set_num_threads(threads);
   const Device dev = select_device(device, deterministic);
   auto model = make_model(model_name, classes, 1);
+  int64_t macs = 0;
+  for (const LayerInfo& l : model_info(*model)) macs += l.macs;
+  // After model_info: its probe forward runs on zeros, which must not initialise the quantizers.
   QuantConfig qcfg;
   qcfg.wq = wq;
   qcfg.aq = aq;
   if (!wq.empty() || !aq.empty()) quantize_model(*model, qcfg);
-  int64_t macs = 0;
-  for (const LayerInfo& l : model_info(*model)) macs += l.macs;
 
   Tensor x = Tensor::empty({batch, 3, 32, 32});
   float* px = x.data<float>();
