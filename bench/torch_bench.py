@@ -23,6 +23,8 @@ counts as inside (dx = 1, ds = round(x/s)-x/s) where LSQ/lowbit clip first (dx =
 forward is identical and the cost the same, so this does not affect the timing comparison.
 Threads: torch.set_num_threads(T) and OpenBLAS limited to T threads (OPENBLAS_NUM_THREADS, set
 before torch loads it); OPENBLAS_CORETYPE is left to the caller (bench/compare.sh passes lowbit's).
+On a GPU: --device cuda (the clock is read after torch.cuda.synchronize(); TF32 off unless --tf32,
+matching lowbit, whose cuBLAS/cuDNN calls run plain FP32).
 """
 import argparse, ctypes, json, math, os, resource, statistics, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -65,6 +67,8 @@ def main():
     ap.add_argument("--first-last", default="8", choices=["fp", "8", "same"],
                     help="first conv / last linear: 8-bit max-abs weights and float inputs (8), fp, same")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 in cuBLAS and cuDNN (cuda only)")
     a = ap.parse_args()
     wbits, abits = parse_spec(a.wq, "--wq"), parse_spec(a.aq, "--aq")
     os.environ["OPENBLAS_NUM_THREADS"] = str(a.threads)  # read when torch loads OpenBLAS, below
@@ -145,11 +149,18 @@ def main():
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
+    dev = torch.device(a.device)
+    if a.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = a.tf32
+        torch.backends.cudnn.allow_tf32 = a.tf32
+        torch.backends.cudnn.benchmark = True  # lowbit also times cuDNN's algorithms once per shape
+    sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
     m = make_model(a.model, 10)
     quantized = wbits is not None or abits is not None
     aqs, nquant = quantize(m) if quantized else ({}, 0)
-    x = torch.randn(a.batch, 3, 32, 32)
-    y = torch.arange(a.batch) % 10
+    m = m.to(dev)
+    x = torch.randn(a.batch, 3, 32, 32).to(dev)
+    y = (torch.arange(a.batch) % 10).to(dev)
     # lowbit's optimizer: weight decay on the model's parameters, none on the quantizer steps.
     qparams = {id(p) for n, p in m.named_parameters() if n.endswith(".scale")}
     groups = [{"params": [p for p in m.parameters() if id(p) not in qparams], "weight_decay": 5e-4},
@@ -171,14 +182,16 @@ def main():
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sync()
         if i >= a.warmup: tt.append(time.perf_counter() - t0)
     m.eval()
     with torch.no_grad():
         for i in range(a.warmup + a.iters):
             t0 = time.perf_counter()
             m(x)
+            sync()
             if i >= a.warmup: te.append(time.perf_counter() - t0)
-    r = {"model": a.model, "batch": a.batch, "threads": a.threads, "iters": a.iters,
+    r = {"model": a.model, "batch": a.batch, "threads": a.threads, "device": a.device, "iters": a.iters,
          "wq": a.wq or "fp", "aq": a.aq or "fp", "first_last": a.first_last if quantized else "fp",
          "quantizers": nquant,
          "train_img_per_s": a.batch / statistics.median(tt), "eval_img_per_s": a.batch / statistics.median(te),
@@ -188,9 +201,9 @@ def main():
          "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE", "")}
     if a.json: print(json.dumps(r))
     else: print("train_img_per_s=%.1f eval_img_per_s=%.1f peak_rss_mb=%.0f (torch %s, model %s, wq %s, aq %s, "
-                "first/last %s, batch %d, threads %d, openblas core %s)" % (
+                "first/last %s, batch %d, %s, threads %d, openblas core %s)" % (
         r["train_img_per_s"], r["eval_img_per_s"], r["peak_rss_mb"], torch.__version__, a.model, r["wq"],
-        r["aq"], r["first_last"], a.batch, a.threads, r["openblas_core"]))
+        r["aq"], r["first_last"], a.batch, a.device, a.threads, r["openblas_core"]))
 
 
 def openblas_core():

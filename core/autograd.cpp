@@ -128,6 +128,7 @@ void backward(const Tensor& root, const Tensor& grad_root, const BackwardOptions
     LB_CHECK(root.numel() == 1, "backward: root has shape ", shape_str(root.shape()),
              "; a gradient must be given for a root with more than one element");
     g0 = Tensor::full(root.shape(), 1.0, root.dtype());
+    if (root.device() != Device::cpu) g0 = g0.to_device(root.device());
   }
   LB_CHECK(g0.shape() == root.shape(), "backward: gradient shape ", shape_str(g0.shape()),
            " does not match root shape ", shape_str(root.shape()));

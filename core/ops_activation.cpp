@@ -2,7 +2,9 @@
 // the gradient on the open interval (0, 6).
 #include "core/autograd.h"
 #include "core/cpu/elementwise_kernels.h"
+#include "core/cuda/kernels.h"
 #include "core/ops.h"
+#include "core/ops_cuda.h"
 #include "core/rng.h"
 
 namespace lowbit {
@@ -11,6 +13,7 @@ namespace {
 
 // y = clamp(x, 0, hi) (hi < 0: no upper bound); gradient passes where 0 < x < hi.
 Tensor clamp_relu(const Tensor& x, double hi, const char* op) {
+  if (on_cuda(op, {&x}, {"x"})) return clamp_relu_cuda(x, hi, op);
   check_float(x, op, "x");
   check_cpu(x, op);
   Tensor y = Tensor::empty(x.shape(), x.dtype());
@@ -53,6 +56,7 @@ Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t
   check_float(x, "dropout", "x");
   LB_CHECK(p >= 0 && p < 1, "dropout: p must be in [0, 1), got ", p);
   if (!training || p == 0) return x;
+  if (on_cuda("dropout", {&x}, {"x"})) return dropout_cuda(x, p, seed, stream);
   check_cpu(x, "dropout");
   Tensor mask = Tensor::empty(x.shape(), x.dtype());
   Tensor y = Tensor::empty(x.shape(), x.dtype());

@@ -3,7 +3,9 @@
 // computes dx = conv_transpose(dy, w), dw = sum_n dy_n * col(x_n)^T and db = sum of dy.
 #include "core/autograd.h"
 #include "core/cpu/conv_kernels.h"
+#include "core/cuda/kernels.h"
 #include "core/ops.h"
+#include "core/ops_cuda.h"
 
 namespace lowbit {
 
@@ -64,6 +66,7 @@ ConvGeom conv_geom(const Tensor& x, const Tensor& w, const Tensor& b, const Conv
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& o) {
+  if (on_cuda("conv2d", {&x, &weight, &bias}, {"x", "weight", "bias"})) return conv2d_cuda(x, weight, bias, o);
   const ConvGeom g = conv_geom(x, weight, bias, o);
   const bool dw = conv_is_depthwise(g);
   Tensor y = Tensor::empty({g.N, g.O, g.OH, g.OW}, x.dtype());

@@ -4,6 +4,7 @@
 
 #include "core/autograd.h"
 #include "core/cpu/elementwise_kernels.h"
+#include "core/cuda/kernels.h"
 #include "core/ops.h"
 
 namespace lowbit {
@@ -49,6 +50,13 @@ Tensor binary_plain(const Tensor& a, const Tensor& b, BinOp op) {
   check_float(a, name, "a");
   check_float(b, name, "b");
   check_same_dtype(a, b, name);
+  if (on_cuda(name, {&a, &b}, {"a", "b"})) {
+    Shape out = broadcast_shape(a.shape(), b.shape(), name);
+    Tensor y = Tensor::empty(out, a.dtype(), Device::cuda);
+    cuda::binary_broadcast((cuda::Bin)op, y.data<float>(), a.data<float>(), b.data<float>(), out,
+                           broadcast_strides(a.shape(), out), broadcast_strides(b.shape(), out));
+    return y;
+  }
   check_cpu(a, name);
   check_cpu(b, name);
   Shape out = broadcast_shape(a.shape(), b.shape(), name);
@@ -104,9 +112,17 @@ Tensor binary(const Tensor& a, const Tensor& b, BinOp op) {
                 });
 }
 
+// The CUDA backend's unary ops take their operation by name (a lambda cannot cross into a kernel).
+Tensor scalar_cuda(const Tensor& x, cuda::Scalar op, double s) {
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), Device::cuda);
+  cuda::scalar_op(op, y.data<float>(), x.data<float>(), (float)s, x.numel());
+  return y;
+}
+
 template <class F>
-Tensor unary_plain(const Tensor& x, const char* name, F f) {
+Tensor unary_plain(const Tensor& x, const char* name, F f, cuda::Scalar cop, double s) {
   check_float(x, name, "x");
+  if (on_cuda(name, {&x}, {"x"})) return scalar_cuda(x, cop, s);
   check_cpu(x, name);
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   LB_DISPATCH_FLOAT(x.dtype(), name, [&] {
@@ -124,13 +140,13 @@ Tensor mul(const Tensor& a, const Tensor& b) { return binary(a, b, BinOp::mul); 
 Tensor div(const Tensor& a, const Tensor& b) { return binary(a, b, BinOp::div); }
 
 Tensor add_scalar(const Tensor& a, double s) {
-  Tensor y = unary_plain(a, "add_scalar", [s](double, auto v) { return v + (decltype(v))s; });
+  Tensor y = unary_plain(a, "add_scalar", [s](double, auto v) { return v + (decltype(v))s; }, cuda::Scalar::add, s);
   return record(y, "add_scalar", {a}, {"x"},
                 [](const Node&, const Tensor& g) { return std::vector<Tensor>{g}; });
 }
 
 Tensor mul_scalar(const Tensor& a, double s) {
-  Tensor y = unary_plain(a, "mul_scalar", [s](double, auto v) { return v * (decltype(v))s; });
+  Tensor y = unary_plain(a, "mul_scalar", [s](double, auto v) { return v * (decltype(v))s; }, cuda::Scalar::mul, s);
   return record(y, "mul_scalar", {a}, {"x"}, [s](const Node&, const Tensor& g) {
     return std::vector<Tensor>{mul_scalar(g, s)};
   });
@@ -139,7 +155,7 @@ Tensor mul_scalar(const Tensor& a, double s) {
 Tensor neg(const Tensor& a) { return mul_scalar(a, -1.0); }
 
 Tensor square(const Tensor& a) {
-  Tensor y = unary_plain(a, "square", [](double, auto v) { return v * v; });
+  Tensor y = unary_plain(a, "square", [](double, auto v) { return v * v; }, cuda::Scalar::square, 0.0);
   Tensor sav = a.detach();
   return record(y, "square", {a}, {"x"}, [sav](const Node&, const Tensor& g) {
     return std::vector<Tensor>{mul(g, mul_scalar(sav, 2.0))};

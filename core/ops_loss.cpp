@@ -5,7 +5,9 @@
 
 #include "core/autograd.h"
 #include "core/cpu/loss_kernels.h"
+#include "core/cuda/kernels.h"
 #include "core/ops.h"
+#include "core/ops_cuda.h"
 
 namespace lowbit {
 
@@ -63,6 +65,8 @@ Tensor softmax(const Tensor& x) {
 
 Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& target, double label_smoothing) {
   const char* op = "softmax_cross_entropy";
+  if (on_cuda(op, {&logits, &target}, {"logits", "target"}))
+    return softmax_cross_entropy_cuda(logits, target, label_smoothing);
   check_logits(logits, op, "logits");
   check_defined(target, op, "target");
   check_cpu(target, op);

@@ -6,7 +6,9 @@
 
 #include "core/autograd.h"
 #include "core/cpu/norm_kernels.h"
+#include "core/cuda/kernels.h"
 #include "core/ops.h"
+#include "core/ops_cuda.h"
 
 namespace lowbit {
 
@@ -27,6 +29,8 @@ void check_channel_param(const Tensor& t, const Tensor& x, const char* arg) {
 
 Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                     Tensor running_var, bool training, double momentum, double eps) {
+  if (on_cuda("batch_norm2d", {&x, &weight, &bias, &running_mean, &running_var}, {"x", "weight", "bias", "running_mean", "running_var"}))
+    return batch_norm2d_cuda(x, weight, bias, running_mean, running_var, training, momentum, eps);
   check_float(x, "batch_norm2d", "x");
   check_cpu(x, "batch_norm2d");
   LB_CHECK(x.dim() == 4, "batch_norm2d: x must be 4-d (N, C, H, W), got shape ",

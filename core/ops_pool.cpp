@@ -5,7 +5,9 @@
 
 #include "core/autograd.h"
 #include "core/cpu/pool_kernels.h"
+#include "core/cuda/kernels.h"
 #include "core/ops.h"
+#include "core/ops_cuda.h"
 
 namespace lowbit {
 
@@ -44,6 +46,7 @@ PoolGeom pool_geom(const Tensor& x, const Pool2dOptions& o, const char* op) {
 }  // namespace
 
 Tensor max_pool2d(const Tensor& x, const Pool2dOptions& o) {
+  if (on_cuda("max_pool2d", {&x}, {"x"})) return pool2d_cuda(x, o, true, "max_pool2d");
   const PoolGeom g = pool_geom(x, o, "max_pool2d");
   Tensor y = Tensor::empty({g.N, g.C, g.OH, g.OW}, x.dtype());
   Tensor idx = Tensor::empty({g.N, g.C, g.OH, g.OW}, DType::i32);
@@ -61,6 +64,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& o) {
 }
 
 Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& o) {
+  if (on_cuda("avg_pool2d", {&x}, {"x"})) return pool2d_cuda(x, o, false, "avg_pool2d");
   const PoolGeom g = pool_geom(x, o, "avg_pool2d");
   const bool inc = o.count_include_pad;
   Tensor y = Tensor::empty({g.N, g.C, g.OH, g.OW}, x.dtype());
@@ -98,6 +102,13 @@ Tensor adaptive_avg(const Tensor& x, int64_t oh, int64_t ow, const char* op, con
 }  // namespace
 
 Tensor global_avg_pool2d(const Tensor& x) {
+  if (on_cuda("global_avg_pool2d", {&x}, {"x"})) {  // one window over the plane, then (N, C)
+    LB_CHECK(x.dim() == 4, "global_avg_pool2d: x must be 4-d, got ", shape_str(x.shape()));
+    Pool2dOptions o;
+    o.kernel[0] = o.stride[0] = x.size(2);
+    o.kernel[1] = o.stride[1] = x.size(3);
+    return reshape(pool2d_cuda(x, o, false, "global_avg_pool2d"), {x.size(0), x.size(1)});
+  }
   check_pool_input(x, "global_avg_pool2d");
   LB_CHECK(x.size(2) >= 1 && x.size(3) >= 1, "global_avg_pool2d: empty plane in x ",
            shape_str(x.shape()));
@@ -105,6 +116,15 @@ Tensor global_avg_pool2d(const Tensor& x) {
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w) {
+  if (on_cuda("adaptive_avg_pool2d", {&x}, {"x"})) {  // evenly dividing bins are a plain avg pool
+    LB_CHECK(x.dim() == 4 && out_h >= 1 && out_w >= 1 && x.size(2) % out_h == 0 && x.size(3) % out_w == 0,
+             "adaptive_avg_pool2d: on cuda the output ", out_h, "x", out_w,
+             " must divide the plane of x ", shape_str(x.shape()));
+    Pool2dOptions o;
+    o.kernel[0] = o.stride[0] = x.size(2) / out_h;
+    o.kernel[1] = o.stride[1] = x.size(3) / out_w;
+    return pool2d_cuda(x, o, false, "adaptive_avg_pool2d");
+  }
   check_pool_input(x, "adaptive_avg_pool2d");
   LB_CHECK(out_h >= 1 && out_w >= 1, "adaptive_avg_pool2d: output size ", out_h, "x", out_w,
            " must be >= 1 (x ", shape_str(x.shape()), ")");

@@ -4,6 +4,7 @@
 
 #include "core/autograd.h"
 #include "core/cpu/elementwise_kernels.h"
+#include "core/cuda/kernels.h"
 #include "core/ops.h"
 
 namespace lowbit {
@@ -24,6 +25,14 @@ std::vector<bool> reduced_axes(const Tensor& x, const std::vector<int64_t>& axes
 
 Tensor sum_plain(const Tensor& x, const std::vector<bool>& red, bool keepdim, const char* op) {
   check_float(x, op, "x");
+  if (on_cuda(op, {&x}, {"x"})) {
+    Shape out;
+    for (int64_t i = 0; i < x.dim(); ++i)
+      if (!red[i] || keepdim) out.push_back(red[i] ? 1 : x.shape()[i]);
+    Tensor y = Tensor::empty(out, x.dtype(), Device::cuda);
+    cuda::sum_axes(y.data<float>(), x.data<float>(), x.shape(), red);
+    return y;
+  }
   check_cpu(x, op);
   const Shape& in = x.shape();
   const int64_t nd = x.dim();
@@ -72,9 +81,14 @@ Tensor broadcast_plain(const Tensor& x, const Shape& shape) {
   Shape check = broadcast_shape(x.shape(), shape, "broadcast_to");
   LB_CHECK(check == shape, "broadcast_to: cannot broadcast ", shape_str(x.shape()), " to ",
            shape_str(shape));
-  Tensor y = Tensor::empty(shape, x.dtype());
+  Tensor y = Tensor::empty(shape, x.dtype(), x.device());
   auto sx = broadcast_strides(x.shape(), shape);
   std::vector<int64_t> zero(shape.size(), 0);
+  if (x.device() == Device::cuda) {
+    cuda::binary_broadcast(cuda::Bin::first, y.data<float>(), x.data<float>(), x.data<float>(),
+                           shape, sx, zero);
+    return y;
+  }
   LB_DISPATCH_FLOAT(x.dtype(), "broadcast_to", [&] {
     const scalar_t* px = x.data<scalar_t>();
     binary_broadcast_cpu(y.data<scalar_t>(), px, px, shape, sx, zero,
@@ -118,7 +132,7 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) {
 
 Tensor broadcast_to(const Tensor& x, const Shape& shape) {
   check_float(x, "broadcast_to", "x");
-  check_cpu(x, "broadcast_to");
+  if (!on_cuda("broadcast_to", {&x}, {"x"})) check_cpu(x, "broadcast_to");
   Tensor y = broadcast_plain(x, shape);
   Shape in = x.shape();
   return record(y, "broadcast_to", {x}, {"x"}, [in](const Node&, const Tensor& g) {

@@ -3,6 +3,7 @@
 // dtype. Channel shuffle: METHODS.md, Layers of the small-dense models.
 #include "core/autograd.h"
 #include "core/cpu/shape_kernels.h"
+#include "core/cuda/kernels.h"
 #include "core/ops.h"
 
 namespace lowbit {
@@ -27,7 +28,11 @@ Tensor slice_plain(const Tensor& x, int64_t axis, int64_t start, int64_t length)
   const Shape& s = x.shape();
   Shape out = s;
   out[axis] = length;
-  Tensor y = Tensor::empty(out, x.dtype());
+  Tensor y = Tensor::empty(out, x.dtype(), x.device());
+  if (x.device() == Device::cuda)
+    cuda::copy_axis_block(y.data<float>(), x.data<float>(), prod(s, 0, axis), prod(s, axis + 1, s.size()),
+                          length, length, 0, s[axis], start);
+  else
   copy_axis_block_cpu(y.raw(), length, 0, x.raw(), s[axis], start, length, prod(s, 0, axis),
                       prod(s, axis + 1, s.size()), (int64_t)dtype_size(x.dtype()));
   return y;
@@ -35,8 +40,12 @@ Tensor slice_plain(const Tensor& x, int64_t axis, int64_t start, int64_t length)
 
 // Zeros of `shape` with g written at [start, start+len) along axis: the backward of slice.
 Tensor place_plain(const Tensor& g, const Shape& shape, int64_t axis, int64_t start) {
-  Tensor gx = Tensor::zeros(shape, g.dtype());
+  Tensor gx = Tensor::zeros(shape, g.dtype(), g.device());
   const int64_t len = g.shape()[axis];
+  if (g.device() == Device::cuda)
+    cuda::copy_axis_block(gx.data<float>(), g.data<float>(), prod(shape, 0, axis),
+                          prod(shape, axis + 1, shape.size()), len, shape[axis], start, len, 0);
+  else
   copy_axis_block_cpu(gx.raw(), shape[axis], start, g.raw(), len, 0, len, prod(shape, 0, axis),
                       prod(shape, axis + 1, shape.size()), (int64_t)dtype_size(g.dtype()));
   return gx;
@@ -44,7 +53,10 @@ Tensor place_plain(const Tensor& g, const Shape& shape, int64_t axis, int64_t st
 
 Tensor shuffle_plain(const Tensor& x, int64_t groups) {
   const Shape& s = x.shape();
-  Tensor y = Tensor::empty(s, x.dtype());
+  Tensor y = Tensor::empty(s, x.dtype(), x.device());
+  if (x.device() == Device::cuda)
+    cuda::channel_shuffle(y.data<float>(), x.data<float>(), s[0], groups, s[1] / groups, s[2] * s[3]);
+  else
   channel_shuffle_cpu(y.raw(), x.raw(), s[0], s[1], groups, s[2] * s[3],
                       (int64_t)dtype_size(x.dtype()));
   return y;
@@ -80,7 +92,7 @@ Tensor flatten(const Tensor& x, int64_t start_dim) {
 
 Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t length) {
   check_defined(x, "slice", "x");
-  check_cpu(x, "slice");
+  if (!on_cuda("slice", {&x}, {"x"})) check_cpu(x, "slice");
   const Shape in = x.shape();
   const int64_t a = norm_axis(axis, in, "slice");
   LB_CHECK(start >= 0 && length >= 0 && start + length <= in[a], "slice: range [", start, ", ",
@@ -96,7 +108,9 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
   LB_CHECK(!xs.empty(), "concat: no tensors given");
   for (size_t i = 0; i < xs.size(); ++i) {
     LB_CHECK(xs[i].defined(), "concat: tensor ", i, " is undefined");
-    check_cpu(xs[i], "concat");
+    if (xs[0].device() != Device::cuda) check_cpu(xs[i], "concat");
+    else LB_CHECK(xs[i].device() == Device::cuda && xs[i].dtype() == DType::f32, "concat: tensor ", i,
+                  " must be float32 on cuda like tensor 0");
   }
   const Shape& s0 = xs[0].shape();
   const int64_t a = norm_axis(axis, s0, "concat");
@@ -112,14 +126,17 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
              shape_str(s0), " for concatenation along axis ", axis);
     out[a] += si[a];
   }
-  Tensor y = Tensor::empty(out, xs[0].dtype());
+  Tensor y = Tensor::empty(out, xs[0].dtype(), xs[0].device());
   const int64_t outer = prod(out, 0, a), inner = prod(out, a + 1, out.size());
   const int64_t elem = (int64_t)dtype_size(y.dtype());
   std::vector<int64_t> starts;
   int64_t off = 0;
   for (const Tensor& x : xs) {
     const int64_t len = x.shape()[a];
-    copy_axis_block_cpu(y.raw(), out[a], off, x.raw(), len, 0, len, outer, inner, elem);
+    if (y.device() == Device::cuda)
+      cuda::copy_axis_block(y.data<float>(), x.data<float>(), outer, inner, len, out[a], off, len, 0);
+    else
+      copy_axis_block_cpu(y.raw(), out[a], off, x.raw(), len, 0, len, outer, inner, elem);
     starts.push_back(off);
     off += len;
   }
@@ -154,7 +171,7 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
 
 Tensor channel_shuffle(const Tensor& x, int64_t groups) {
   check_defined(x, "channel_shuffle", "x");
-  check_cpu(x, "channel_shuffle");
+  if (!on_cuda("channel_shuffle", {&x}, {"x"})) check_cpu(x, "channel_shuffle");
   LB_CHECK(x.dim() == 4, "channel_shuffle: x must be 4-d (N, C, H, W), got shape ",
            shape_str(x.shape()));
   const int64_t c = x.shape()[1];

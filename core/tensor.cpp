@@ -87,6 +87,12 @@ void* Tensor::raw() const {
 }
 
 void Tensor::fill(double v) {
+  if (device() == Device::cuda) {  // fill a host copy, then one transfer
+    Tensor h = empty(shape(), dtype());
+    h.fill(v);
+    copy_from(h);
+    return;
+  }
   check_cpu(*this, "Tensor::fill");
   const int64_t n = numel();
   switch (dtype()) {
@@ -137,6 +143,21 @@ void Tensor::copy_from(const Tensor& src) {
     std::memcpy(raw(), src.raw(), nbytes());
   else
     cuda_copy(raw(), device(), src.raw(), src.device(), nbytes());
+}
+
+Tensor Tensor::to_device(Device d) const {
+  Tensor t = empty(shape(), dtype(), d);
+  t.copy_from(*this);
+  t.set_name(name());
+  return t;
+}
+
+void Tensor::move_to(Device d) {
+  if (device() == d) return;
+  Tensor t = to_device(d);
+  impl().storage = t.impl().storage;
+  impl().offset = 0;
+  impl().grad = nullptr;  // a gradient of the old device is stale once the data moved
 }
 
 Tensor Tensor::to(DType dt) const {

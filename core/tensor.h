@@ -91,6 +91,10 @@ class Tensor {
   // Plain (non-recording) helpers.
   Tensor clone() const;  // deep copy, detached
   Tensor to(DType dtype) const;  // converted copy, detached
+  Tensor to_device(Device d) const;  // copy on device d (a copy even when already there), detached
+  // Moves the storage of this tensor (and every handle sharing its impl: a module's parameter, an
+  // optimizer's slot) to device d in place; drops its gradient. No-op when already there.
+  void move_to(Device d);
   void copy_from(const Tensor& src);  // same shape and dtype, elementwise copy into this storage
   void fill(double value);
   Tensor view(const Shape& shape) const;  // shares storage; -1 infers one axis; detached
@@ -130,6 +134,7 @@ T* Tensor::data() const {
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
+  if (device() != Device::cpu) return to_device(Device::cpu).to_vector<T>();  // one transfer
   check_cpu(*this, "Tensor::to_vector");
   std::vector<T> out((size_t)numel());
   const int64_t n = numel();

@@ -6,6 +6,7 @@
 
 #include "core/autograd.h"
 #include "core/cpu/blas.h"
+#include "core/cuda/kernels.h"
 #include "core/error.h"
 
 namespace lowbit {
@@ -51,6 +52,24 @@ Tensor linear_fp_backward(const Tensor& xq, const Tensor& wq, const Tensor& x, c
   return record(y, "linear_fp_backward", {x, w, bias}, {"x", "weight", "bias"},
                 [sx, sw, N, in, out](const Node& n, const Tensor& g) {
                   std::vector<Tensor> r(3);
+                  if (g.device() == Device::cuda) {  // the same GEMMs through cuBLAS
+                    const Device d = Device::cuda;
+                    if (n.needs_grad(0)) {
+                      r[0] = Tensor::zeros({N, in}, g.dtype(), d);
+                      cuda::gemm(false, false, N, in, out, g.data<float>(), out, sw.data<float>(), in,
+                                 r[0].data<float>());
+                    }
+                    if (n.needs_grad(1)) {
+                      r[1] = Tensor::zeros({out, in}, g.dtype(), d);
+                      cuda::gemm(true, false, out, in, N, g.data<float>(), out, sx.data<float>(), in,
+                                 r[1].data<float>());
+                    }
+                    if (n.inputs[2].defined() && n.needs_grad(2)) {
+                      r[2] = Tensor::empty({out}, g.dtype(), d);
+                      cuda::sum_axes(r[2].data<float>(), g.data<float>(), {N, out}, {true, false});
+                    }
+                    return r;
+                  }
                   LB_DISPATCH_FLOAT(g.dtype(), "linear_fp_backward", [&] {
                     const scalar_t* pg = g.data<scalar_t>();
                     if (n.needs_grad(0)) {  // (N, out) x (out, in)

@@ -74,6 +74,14 @@ std::vector<std::pair<std::string, Tensor>> Module::state_dict() const {
   return out;
 }
 
+void Module::to_device(Device d) {
+  for (auto& e : state_dict())
+    if (is_floating(e.second.dtype()) && e.second.dim() >= 1) {
+      Tensor t = e.second;
+      t.move_to(d);
+    }
+}
+
 std::vector<Tensor> Module::parameters() const {
   std::vector<Tensor> out;
   for (auto& p : named_parameters()) out.push_back(p.second);

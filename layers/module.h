@@ -54,6 +54,11 @@ class Module {
   void load_state_dict(const std::vector<std::pair<std::string, Tensor>>& sd, bool strict = true);
   void zero_grad();
   int64_t num_parameters() const;
+  // Moves every float parameter and buffer of the tree to device d in place (the tensors keep
+  // their identity, so optimizers built before still see them); integer buffers such as
+  // num_batches_tracked and 0-d flags (a quantizer's "initialized") stay on the host, where they
+  // are counted and read every step without a device round trip.
+  void to_device(Device d);
 
   // (Re)initialises this module's own parameters and buffers from the seed. Each tensor draws
   // from its own stream, stream_id(full name), so init does not depend on construction order.

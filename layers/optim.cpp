@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/cuda/kernels.h"
 #include "core/error.h"
 #include "core/parallel.h"
 
@@ -59,13 +60,18 @@ void Optimizer::step() {
     const Slot& s = slots_[i];
     Tensor g = s.param.grad();
     if (!g.defined()) continue;
-    check_cpu(s.param, "optimizer step");
+    if (!on_cuda("optimizer step", {&s.param, &g}, {s.name.c_str(), "its gradient"}))
+      check_cpu(s.param, "optimizer step");
     LB_CHECK(g.shape() == s.param.shape() && g.dtype() == s.param.dtype(),
              "optimizer step: gradient of '", s.name, "' is ", shape_str(g.shape()), " ",
              dtype_name(g.dtype()), ", parameter is ", shape_str(s.param.shape()), " ",
              dtype_name(s.param.dtype()));
     update(s, g, group_lr(s.group), groups_[s.group].weight_decay, state_[i]);
-    if (masks_[i].defined()) {
+    if (masks_[i].defined() && s.param.device() == Device::cuda) {
+      LB_CHECK(masks_[i].device() == Device::cuda, "optimizer: the update mask of '", s.name,
+               "' is on the cpu, the parameter on cuda");
+      cuda::apply_mask(s.param.data<float>(), masks_[i].data<float>(), s.param.numel());
+    } else if (masks_[i].defined()) {
       LB_DISPATCH_FLOAT(s.param.dtype(), "optimizer mask", [&] {
         scalar_t* p = s.param.data<scalar_t>();
         const scalar_t* m = masks_[i].data<scalar_t>();
@@ -102,7 +108,7 @@ std::vector<std::pair<std::string, Tensor>> Optimizer::state_dict() const {
   for (const std::string& kind : state_names())
     for (size_t i = 0; i < slots_.size(); ++i) {
       auto f = state_[i].find(kind);
-      if (f != state_[i].end()) out.push_back({kind + "." + slots_[i].name, f->second.clone()});
+      if (f != state_[i].end()) out.push_back({kind + "." + slots_[i].name, f->second.to_device(Device::cpu)});  // device-independent
     }
   return out;
 }
@@ -139,7 +145,7 @@ void Optimizer::load_state_dict(const std::vector<std::pair<std::string, Tensor>
     LB_CHECK(t.shape() == want && t.dtype() == want_dt, kind(), " load_state_dict: '", key,
              "' is ", shape_str(t.shape()), " ", dtype_name(t.dtype()), ", expected ",
              shape_str(want), " ", dtype_name(want_dt));
-    LB_CHECK(fresh[f->second].emplace(k, t.clone()).second, kind(), " load_state_dict: key '",
+    LB_CHECK(fresh[f->second].emplace(k, counter ? t.clone() : t.to_device(p.device())).second, kind(), " load_state_dict: key '",
              key, "' given twice");
   }
   LB_CHECK(have_step, kind(), " load_state_dict: missing key 'step'");
@@ -162,7 +168,14 @@ SGD::SGD(std::vector<ParamGroup> groups, double momentum_, double dampening_, bo
 void SGD::update(const Slot& s, const Tensor& grad, double lr, double wd,
                  std::map<std::string, Tensor>& state) {
   const bool first = momentum != 0 && !state.count("momentum_buffer");
-  if (first) state["momentum_buffer"] = Tensor::zeros(s.param.shape(), s.param.dtype());
+  if (first) state["momentum_buffer"] = Tensor::zeros(s.param.shape(), s.param.dtype(), s.param.device());
+  if (s.param.device() == Device::cuda) {
+    cuda::sgd_update(s.param.data<float>(), grad.data<float>(),
+                     momentum != 0 ? state["momentum_buffer"].data<float>() : nullptr, first,
+                     (float)wd, (float)momentum, (float)(1 - dampening), (float)(-lr), nesterov,
+                     s.param.numel());
+    return;
+  }
   LB_DISPATCH_FLOAT(s.param.dtype(), "SGD", [&] {
     scalar_t* p = s.param.data<scalar_t>();
     const scalar_t* g = grad.data<scalar_t>();
@@ -199,14 +212,22 @@ void Adam::update(const Slot& s, const Tensor& grad, double lr, double wd,
                   std::map<std::string, Tensor>& state) {
   if (!state.count("step")) {
     state["step"] = Tensor::zeros({}, DType::i64);
-    state["exp_avg"] = Tensor::zeros(s.param.shape(), s.param.dtype());
-    state["exp_avg_sq"] = Tensor::zeros(s.param.shape(), s.param.dtype());
+    state["exp_avg"] = Tensor::zeros(s.param.shape(), s.param.dtype(), s.param.device());
+    state["exp_avg_sq"] = Tensor::zeros(s.param.shape(), s.param.dtype(), s.param.device());
   }
   const int64_t t = ++state["step"].data<int64_t>()[0];
   // Python-side scalars of torch's _single_tensor_adam, in double.
   const double bc1 = 1 - std::pow(beta1, (double)t);
   const double bc2_sqrt = std::sqrt(1 - std::pow(beta2, (double)t));
   const double step_size = lr / bc1;
+  if (s.param.device() == Device::cuda) {  // the step counter stays on the host
+    const float one_b1 = (float)(1 - beta1);
+    cuda::adam_update(s.param.data<float>(), grad.data<float>(), state["exp_avg"].data<float>(),
+                      state["exp_avg_sq"].data<float>(), (float)wd, (float)(1 - lr * wd),
+                      1.f - one_b1, (float)beta2, one_b1, (float)(1 - beta2), (float)bc2_sqrt,
+                      (float)eps, (float)(-step_size), decoupled_, 1 - beta1 < 0.5, s.param.numel());
+    return;
+  }
   LB_DISPATCH_FLOAT(s.param.dtype(), kind().c_str(), [&] {
     scalar_t* p = s.param.data<scalar_t>();
     const scalar_t* g = grad.data<scalar_t>();

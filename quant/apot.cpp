@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/autograd.h"
+#include "core/cuda/kernels.h"
 #include "quant/apot_kernels.h"
 
 namespace lowbit {
@@ -46,7 +47,7 @@ void check_alpha(const Tensor& x, const Tensor& alpha, const char* op) {
 
 Tensor weight_op(const Tensor& w, const Tensor& alpha, const ApotOptions& o, Family f, const char* op) {
   check_bits(op, o.bits, 2, f == Family::apot ? 5 : 8);
-  check_quant_input(w, op, "w");
+  check_quant_input(w, op, "w", /*cuda_ok=*/true);
   check_alpha(w, alpha, op);
   LB_CHECK(w.numel() >= 2, op, ": needs at least 2 weights for the unbiased std, got shape ",
            shape_str(w.shape()));
@@ -55,15 +56,28 @@ Tensor weight_op(const Tensor& w, const Tensor& alpha, const ApotOptions& o, Fam
   // Mean and unbiased std in double, deterministic (fixed blocks); constants for the backward.
   const int64_t n = w.numel();
   double sum = 0, ss = 0;
+  const bool gpu = w.device() == Device::cuda;
+  Tensor stats_dev;
+  double ms[2] = {0, 1};
+  if (gpu) {  // on the device (fixed tree); mean and std come back for the node's attributes
+    lv = lv.to_device(Device::cuda);
+    stats_dev = Tensor::empty({2}, w.dtype(), Device::cuda);
+    cuda::apot_w_stats(stats_dev.data<float>(), ms, w.data<float>(), n);
+    sum = ms[0] * (double)n;
+  } else
   LB_DISPATCH_FLOAT(w.dtype(), op, [&] {
     const scalar_t* p = w.data<scalar_t>();
     channel_block_sums(&sum, 1, n, [&](int64_t i) { return (double)p[i]; });
     const double mean = sum / (double)n;
     channel_block_sums(&ss, 1, n, [&](int64_t i) { return ((double)p[i] - mean) * ((double)p[i] - mean); });
   });
-  const double mean = sum / (double)n, sd = std::sqrt(ss / (double)(n - 1));
-  Tensor stats = Tensor::from_vector<double>({2}, {mean, sd > 0 ? sd : 1.0}).to(w.dtype());
-  Tensor y = Tensor::empty(w.shape(), w.dtype());
+  const double mean = gpu ? ms[0] : sum / (double)n, sd = gpu ? ms[1] : std::sqrt(ss / (double)(n - 1));
+  Tensor stats = gpu ? stats_dev : Tensor::from_vector<double>({2}, {mean, sd > 0 ? sd : 1.0}).to(w.dtype());
+  Tensor y = Tensor::empty(w.shape(), w.dtype(), w.device());
+  if (gpu)
+    cuda::apot_w_forward(y.data<float>(), w.data<float>(), alpha.data<float>(), stats.data<float>(),
+                         lv.data<float>(), lv.numel(), n);
+  else
   LB_DISPATCH_FLOAT(w.dtype(), op, [&] {
     apot_w_forward_cpu<scalar_t>(y.data<scalar_t>(), w.data<scalar_t>(), alpha.data<scalar_t>(),
                                  stats.data<scalar_t>(), lv.data<scalar_t>(), lv.numel(), n);
@@ -71,8 +85,15 @@ Tensor weight_op(const Tensor& w, const Tensor& alpha, const ApotOptions& o, Fam
   Tensor sw = w.detach(), sa = alpha.detach();
   Tensor out = record(y, op, {w, alpha}, {"w", "alpha"},
                 [sw, sa, stats, lv, clipped](const Node& nd, const Tensor& gy) {
-                  Tensor gw = nd.needs_grad(0) ? Tensor::empty(sw.shape(), sw.dtype()) : Tensor();
-                  Tensor ga = nd.needs_grad(1) ? Tensor::empty(sa.shape(), sa.dtype()) : Tensor();
+                  const Device d = sw.device();
+                  Tensor gw = nd.needs_grad(0) ? Tensor::empty(sw.shape(), sw.dtype(), d) : Tensor();
+                  Tensor ga = nd.needs_grad(1) ? Tensor::empty(sa.shape(), sa.dtype(), d) : Tensor();
+                  if (d == Device::cuda)
+                    cuda::apot_w_backward(gw.defined() ? gw.data<float>() : nullptr,
+                                          ga.defined() ? ga.data<float>() : nullptr, gy.data<float>(),
+                                          sw.data<float>(), sa.data<float>(), stats.data<float>(),
+                                          lv.data<float>(), lv.numel(), clipped, sw.numel());
+                  else
                   LB_DISPATCH_FLOAT(sw.dtype(), "apot backward", [&] {
                     apot_w_backward_cpu<scalar_t>(gw.defined() ? gw.data<scalar_t>() : nullptr,
                                                   ga.defined() ? ga.data<scalar_t>() : nullptr,
@@ -90,19 +111,31 @@ Tensor weight_op(const Tensor& w, const Tensor& alpha, const ApotOptions& o, Fam
 Tensor activation_op(const Tensor& x, const Tensor& alpha, const ApotOptions& o, Family f,
                      const char* op) {
   check_bits(op, o.bits, 2, f == Family::apot ? 5 : 8);
-  check_quant_input(x, op, "x");
+  check_quant_input(x, op, "x", /*cuda_ok=*/true);
   check_alpha(x, alpha, op);
   const bool clipped = ste_clipped(o.ste, true);
   Tensor lv = levels_tensor(f, o.bits, x.dtype());
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (x.device() == Device::cuda) {
+    lv = lv.to_device(Device::cuda);
+    cuda::apot_a_forward(y.data<float>(), x.data<float>(), alpha.data<float>(), lv.data<float>(),
+                         lv.numel(), x.numel());
+  } else
   LB_DISPATCH_FLOAT(x.dtype(), op, [&] {
     apot_a_forward_cpu<scalar_t>(y.data<scalar_t>(), x.data<scalar_t>(), alpha.data<scalar_t>(),
                                  lv.data<scalar_t>(), lv.numel(), x.numel());
   });
   Tensor sx = x.detach(), sa = alpha.detach();
   Tensor out = record(y, op, {x, alpha}, {"x", "alpha"}, [sx, sa, lv, clipped](const Node& nd, const Tensor& gy) {
-    Tensor gx = nd.needs_grad(0) ? Tensor::empty(sx.shape(), sx.dtype()) : Tensor();
-    Tensor ga = nd.needs_grad(1) ? Tensor::empty(sa.shape(), sa.dtype()) : Tensor();
+    const Device d = sx.device();
+    Tensor gx = nd.needs_grad(0) ? Tensor::empty(sx.shape(), sx.dtype(), d) : Tensor();
+    Tensor ga = nd.needs_grad(1) ? Tensor::empty(sa.shape(), sa.dtype(), d) : Tensor();
+    if (d == Device::cuda)
+      cuda::apot_a_backward(gx.defined() ? gx.data<float>() : nullptr,
+                            ga.defined() ? ga.data<float>() : nullptr, gy.data<float>(),
+                            sx.data<float>(), sa.data<float>(), lv.data<float>(), lv.numel(), clipped,
+                            sx.numel());
+    else
     LB_DISPATCH_FLOAT(sx.dtype(), "apot backward", [&] {
       apot_a_backward_cpu<scalar_t>(gx.defined() ? gx.data<scalar_t>() : nullptr,
                                     ga.defined() ? ga.data<scalar_t>() : nullptr, gy.data<scalar_t>(),

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/autograd.h"
+#include "core/cuda/kernels.h"
 #include "quant/reduce_kernels.h"
 
 namespace lowbit {
@@ -84,19 +85,26 @@ LB_DOREFA_INST(double)
 Tensor dorefa_quantize_weight(const Tensor& w, const DorefaOptions& o) {
   const char* op = "dorefa_w";
   check_bits(op, o.bits, 2, 16);
-  check_quant_input(w, op, "w");
+  check_quant_input(w, op, "w", /*cuda_ok=*/true);
   LB_CHECK(o.ste == Ste::method_default, op,
            ": ste cannot be chosen for DoReFa weights (no clipping: tanh is differentiated)");
   const int64_t levels = (int64_t(1) << o.bits) - 1;
-  Tensor y = Tensor::empty(w.shape(), w.dtype());
-  Tensor m = Tensor::empty({1}, w.dtype());
+  Tensor y = Tensor::empty(w.shape(), w.dtype(), w.device());
+  Tensor m = Tensor::empty({1}, w.dtype(), w.device());
+  if (w.device() == Device::cuda)
+    cuda::dorefa_w_forward(y.data<float>(), m.data<float>(), w.data<float>(), levels, w.numel());
+  else
   LB_DISPATCH_FLOAT(w.dtype(), op, [&] {
     dorefa_w_forward_cpu<scalar_t>(y.data<scalar_t>(), m.data<scalar_t>(), w.data<scalar_t>(), levels,
                                    w.numel());
   });
   Tensor sw = w.detach();
   Tensor out = record(y, op, {w}, {"w"}, [sw, m](const Node&, const Tensor& gy) {
-    Tensor gw = Tensor::empty(sw.shape(), sw.dtype());
+    Tensor gw = Tensor::empty(sw.shape(), sw.dtype(), sw.device());
+    if (sw.device() == Device::cuda)
+      cuda::dorefa_w_backward(gw.data<float>(), gy.data<float>(), sw.data<float>(), m.data<float>(),
+                              sw.numel());
+    else
     LB_DISPATCH_FLOAT(sw.dtype(), "dorefa_w backward", [&] {
       dorefa_w_backward_cpu<scalar_t>(gw.data<scalar_t>(), gy.data<scalar_t>(), sw.data<scalar_t>(),
                                       m.data<scalar_t>(), sw.numel());
@@ -109,16 +117,22 @@ Tensor dorefa_quantize_weight(const Tensor& w, const DorefaOptions& o) {
 Tensor dorefa_quantize_activation(const Tensor& x, const DorefaOptions& o) {
   const char* op = "dorefa_a";
   check_bits(op, o.bits, 2, 16);
-  check_quant_input(x, op, "x");
+  check_quant_input(x, op, "x", /*cuda_ok=*/true);
   const int64_t levels = (int64_t(1) << o.bits) - 1;
   const bool clipped = ste_clipped(o.ste, true);
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (x.device() == Device::cuda)
+    cuda::dorefa_a_forward(y.data<float>(), x.data<float>(), levels, x.numel());
+  else
   LB_DISPATCH_FLOAT(x.dtype(), op, [&] {
     dorefa_a_forward_cpu<scalar_t>(y.data<scalar_t>(), x.data<scalar_t>(), levels, x.numel());
   });
   Tensor sx = x.detach();
   Tensor out = record(y, op, {x}, {"x"}, [sx, clipped](const Node&, const Tensor& gy) {
-    Tensor gx = Tensor::empty(sx.shape(), sx.dtype());
+    Tensor gx = Tensor::empty(sx.shape(), sx.dtype(), sx.device());
+    if (sx.device() == Device::cuda)
+      cuda::dorefa_a_backward(gx.data<float>(), gy.data<float>(), sx.data<float>(), clipped, sx.numel());
+    else
     LB_DISPATCH_FLOAT(sx.dtype(), "dorefa_a backward", [&] {
       dorefa_a_backward_cpu<scalar_t>(gx.data<scalar_t>(), gy.data<scalar_t>(), sx.data<scalar_t>(),
                                       clipped, sx.numel());

@@ -25,8 +25,13 @@ void check_bits(const char* op, int bits, int lo, int hi) {
   LB_CHECK(bits >= lo && bits <= hi, op, ": bits must be in [", lo, ", ", hi, "], got ", bits);
 }
 
-void check_quant_input(const Tensor& x, const char* op, const char* arg) {
+void check_quant_input(const Tensor& x, const char* op, const char* arg, bool cuda_ok) {
   check_float(x, op, arg);
+  if (cuda_ok && x.device() == Device::cuda) {
+    LB_CHECK(x.dtype() == DType::f32, op, ": the CUDA backend computes in float32, got ",
+             dtype_name(x.dtype()));
+    return;
+  }
   check_cpu(x, op);
 }
 
@@ -34,7 +39,8 @@ void check_param_dtype(const Tensor& x, const Tensor& p, const char* op, const c
   check_float(p, op, arg);
   LB_CHECK(p.dtype() == x.dtype(), op, ": dtype mismatch, input is ", dtype_name(x.dtype()), ", '",
            arg, "' is ", dtype_name(p.dtype()));
-  check_cpu(p, op);
+  LB_CHECK(p.device() == x.device(), op, ": '", arg, "' is on ", device_name(p.device()),
+           " but the input is on ", device_name(x.device()), "; move both to one device first");
 }
 
 int64_t check_param_shape(const Tensor& x, const Tensor& p, bool per_channel, const char* op,

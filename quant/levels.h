@@ -54,7 +54,8 @@ inline bool ste_clipped(Ste s, bool method_default_clipped) {
 // Input checks shared by the ops; each error names the op.
 void check_bits(const char* op, int bits, int lo, int hi);
 // x is a float tensor on the cpu; p has x's dtype (arg names it in errors).
-void check_quant_input(const Tensor& x, const char* op, const char* arg);
+// cuda_ok: the quantizer has a CUDA kernel (lsq, lsqplus, pact, dorefa), so x may live on cuda.
+void check_quant_input(const Tensor& x, const char* op, const char* arg, bool cuda_ok = false);
 void check_param_dtype(const Tensor& x, const Tensor& p, const char* op, const char* arg);
 // A per-tensor parameter has shape () or (1); a per-channel one has shape (C) with C = x.size(0),
 // and needs x of at least 2 dimensions (channel axis 0, as for a weight (O, I, KH, KW)).

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/autograd.h"
+#include "core/cuda/kernels.h"
 #include "quant/lsq_kernels.h"
 
 namespace lowbit {
@@ -23,7 +24,7 @@ struct LsqSetup {
 LsqSetup lsq_setup(const Tensor& x, const Tensor& s, const Tensor* beta, const LsqOptions& o,
                    const char* op) {
   check_bits(op, o.bits, 2, 16);
-  check_quant_input(x, op, "x");
+  check_quant_input(x, op, "x", /*cuda_ok=*/true);
   check_param_dtype(x, s, op, "s");
   LsqSetup st;
   st.channels = check_param_shape(x, s, o.per_channel, op, "s");
@@ -46,8 +47,12 @@ LsqSetup lsq_setup(const Tensor& x, const Tensor& s, const Tensor* beta, const L
 Tensor lsq_common(const Tensor& x, const Tensor& s, const Tensor* beta, const LsqOptions& o,
                   const char* op) {
   LsqSetup st = lsq_setup(x, s, beta, o, op);
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor bt = beta ? beta->detach() : Tensor();
+  if (x.device() == Device::cuda)
+    cuda::lsq_forward(y.data<float>(), x.data<float>(), s.data<float>(),
+                      beta ? bt.data<float>() : nullptr, st.r.qn, st.r.qp, st.channels, st.inner);
+  else
   LB_DISPATCH_FLOAT(x.dtype(), op, [&] {
     lsq_forward_cpu<scalar_t>(y.data<scalar_t>(), x.data<scalar_t>(), s.data<scalar_t>(),
                               beta ? bt.data<scalar_t>() : nullptr, st.r.qn, st.r.qp, st.channels,
@@ -56,9 +61,17 @@ Tensor lsq_common(const Tensor& x, const Tensor& s, const Tensor* beta, const Ls
   Tensor sx = x.detach(), ss = s.detach();
   const std::string opname = op;
   BackwardFn bw = [sx, ss, bt, st, opname](const Node& n, const Tensor& gy) {
-    Tensor gx = n.needs_grad(0) ? Tensor::empty(sx.shape(), sx.dtype()) : Tensor();
-    Tensor gs = n.needs_grad(1) ? Tensor::empty(ss.shape(), ss.dtype()) : Tensor();
-    Tensor gb = bt.defined() && n.needs_grad(2) ? Tensor::empty(bt.shape(), bt.dtype()) : Tensor();
+    const Device d = sx.device();
+    Tensor gx = n.needs_grad(0) ? Tensor::empty(sx.shape(), sx.dtype(), d) : Tensor();
+    Tensor gs = n.needs_grad(1) ? Tensor::empty(ss.shape(), ss.dtype(), d) : Tensor();
+    Tensor gb = bt.defined() && n.needs_grad(2) ? Tensor::empty(bt.shape(), bt.dtype(), d) : Tensor();
+    if (d == Device::cuda)
+      cuda::lsq_backward(gx.defined() ? gx.data<float>() : nullptr,
+                         gs.defined() ? gs.data<float>() : nullptr,
+                         gb.defined() ? gb.data<float>() : nullptr, gy.data<float>(),
+                         sx.data<float>(), ss.data<float>(), bt.defined() ? bt.data<float>() : nullptr,
+                         st.r.qn, st.r.qp, st.g, st.g_beta, st.clipped, st.channels, st.inner);
+    else
     LB_DISPATCH_FLOAT(sx.dtype(), opname.c_str(), [&] {
       lsq_backward_cpu<scalar_t>(gx.defined() ? gx.data<scalar_t>() : nullptr,
                                  gs.defined() ? gs.data<scalar_t>() : nullptr,
@@ -80,7 +93,7 @@ Tensor lsq_common(const Tensor& x, const Tensor& s, const Tensor* beta, const Ls
 
 // (C, inner) view of x's values in double, C = x.size(0) per-channel, else 1.
 std::vector<std::vector<double>> channel_values(const Tensor& x, bool per_channel, const char* op) {
-  check_quant_input(x, op, "x");
+  check_quant_input(x, op, "x", /*cuda_ok=*/true);  // read through to_vector: any device
   LB_CHECK(x.numel() > 0, op, ": input is empty");
   if (per_channel)
     LB_CHECK(x.dim() >= 2, op, ": per_channel needs an input with a channel axis (>= 2-d), got shape ",

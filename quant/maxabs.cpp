@@ -5,14 +5,20 @@
 #include <cmath>
 
 #include "core/autograd.h"
+#include "core/cuda/kernels.h"
 #include "quant/levels.h"
 #include "quant/rounding.h"
 
 namespace lowbit {
 
 Tensor maxabs_scale(const Tensor& x, int bits) {
-  check_quant_input(x, "maxabs_quantize", "x");
+  check_quant_input(x, "maxabs_quantize", "x", /*cuda_ok=*/true);
   check_bits("maxabs_quantize", bits, 2, 16);
+  if (x.device() == Device::cuda) {  // the scale stays on the device: no host round trip
+    Tensor s = Tensor::empty({1}, x.dtype(), Device::cuda);
+    cuda::maxabs_scale(s.data<float>(), x.data<float>(), (double)quant_range(bits, true).qp, x.numel());
+    return s;
+  }
   double m = 0;
   LB_DISPATCH_FLOAT(x.dtype(), "maxabs_quantize", [&] {
     const scalar_t* p = x.data<scalar_t>();

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/autograd.h"
+#include "core/cuda/kernels.h"
 #include "core/ops.h"
 #include "core/parallel.h"
 
@@ -60,7 +61,7 @@ void minmax_scale_zero(double mn, double mx, int bits, bool symmetric, double* s
 
 std::pair<Tensor, Tensor> minmax_range(const Tensor& x, bool per_channel) {
   const char* op = "minmax_range";
-  check_quant_input(x, op, "x");
+  check_quant_input(x, op, "x", /*cuda_ok=*/true);  // read through to_vector: any device
   LB_CHECK(x.numel() > 0, op, ": input is empty");
   if (per_channel)
     LB_CHECK(x.dim() >= 2, op, ": per_channel needs an input with a channel axis (>= 2-d), got shape ",
@@ -71,14 +72,17 @@ std::pair<Tensor, Tensor> minmax_range(const Tensor& x, bool per_channel) {
     auto [a, b] = std::minmax_element(v.begin() + c * inner, v.begin() + (c + 1) * inner);
     mn[(size_t)c] = *a, mx[(size_t)c] = *b;
   }
-  return {Tensor::from_vector<double>({C}, mn).to(x.dtype()), Tensor::from_vector<double>({C}, mx).to(x.dtype())};
+  Tensor tmn = Tensor::from_vector<double>({C}, mn).to(x.dtype());
+  Tensor tmx = Tensor::from_vector<double>({C}, mx).to(x.dtype());
+  if (x.device() != Device::cpu) return {tmn.to_device(x.device()), tmx.to_device(x.device())};
+  return {tmn, tmx};
 }
 
 Tensor minmax_quantize(const Tensor& x, const Tensor& range_min, const Tensor& range_max,
                        const MinMaxOptions& o) {
   const char* op = "minmax";
   check_bits(op, o.bits, 2, 16);
-  check_quant_input(x, op, "x");
+  check_quant_input(x, op, "x", /*cuda_ok=*/true);
   check_param_dtype(x, range_min, op, "range_min");
   check_param_dtype(x, range_max, op, "range_max");
   const int64_t C = check_param_shape(x, range_min, o.per_channel, op, "range_min");
@@ -93,18 +97,32 @@ Tensor minmax_quantize(const Tensor& x, const Tensor& range_min, const Tensor& r
   }
   Tensor scale = Tensor::from_vector<double>({C}, sv).to(x.dtype());
   Tensor zero = Tensor::from_vector<double>({C}, zv).to(x.dtype());
+  const bool gpu = x.device() == Device::cuda;
+  if (gpu) {  // scale and zero are computed on the host (C values) and moved once
+    scale = scale.to_device(Device::cuda);
+    zero = zero.to_device(Device::cuda);
+  }
   const int64_t qmax = o.symmetric ? (int64_t(1) << (o.bits - 1)) - 1 : (int64_t(1) << o.bits) - 1;
   const int64_t qmin = o.symmetric ? -qmax : 0;
   const int64_t inner = C ? x.numel() / C : 0;
   const bool clipped = ste_clipped(o.ste, true);
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (gpu)
+    cuda::minmax_forward(y.data<float>(), x.data<float>(), scale.data<float>(), zero.data<float>(),
+                         qmin, qmax, C, inner);
+  else
   LB_DISPATCH_FLOAT(x.dtype(), op, [&] {
     minmax_forward_cpu<scalar_t>(y.data<scalar_t>(), x.data<scalar_t>(), scale.data<scalar_t>(),
                                  zero.data<scalar_t>(), qmin, qmax, C, inner);
   });
   Tensor sx = x.detach();
   Tensor out = record(y, op, {x}, {"x"}, [=](const Node&, const Tensor& gy) {
-    Tensor gx = Tensor::empty(sx.shape(), sx.dtype());
+    Tensor gx = Tensor::empty(sx.shape(), sx.dtype(), sx.device());
+    if (sx.device() == Device::cuda) {
+      cuda::minmax_backward(gx.data<float>(), gy.data<float>(), sx.data<float>(), scale.data<float>(),
+                            zero.data<float>(), qmin, qmax, clipped, C, inner);
+      return std::vector<Tensor>{gx};
+    }
     LB_DISPATCH_FLOAT(sx.dtype(), "minmax backward", [&] {
       minmax_backward_cpu<scalar_t>(gx.data<scalar_t>(), gy.data<scalar_t>(), sx.data<scalar_t>(),
                                     scale.data<scalar_t>(), zero.data<scalar_t>(), qmin, qmax, clipped,
@@ -123,7 +141,7 @@ Tensor minmax_quantize(const Tensor& x, const Tensor& range_min, const Tensor& r
 
 Tensor minmax_quantize(const Tensor& x, const MinMaxOptions& o) {
   check_bits("minmax", o.bits, 2, 16);
-  check_quant_input(x, "minmax", "x");
+  check_quant_input(x, "minmax", "x", /*cuda_ok=*/true);
   if (o.per_channel)
     LB_CHECK(x.dim() >= 2, "minmax: per_channel needs an input with a channel axis (>= 2-d), got shape ",
              shape_str(x.shape()));

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/autograd.h"
+#include "core/cuda/kernels.h"
 #include "core/ops.h"
 #include "quant/reduce_kernels.h"
 
@@ -41,21 +42,30 @@ template void pact_backward_cpu<double>(double*, double*, const double*, const d
 Tensor pact_quantize(const Tensor& x, const Tensor& alpha, const PactOptions& o) {
   const char* op = "pact";
   check_bits(op, o.bits, 2, 16);
-  check_quant_input(x, op, "x");
+  check_quant_input(x, op, "x", /*cuda_ok=*/true);
   check_param_dtype(x, alpha, op, "alpha");
   check_param_shape(x, alpha, false, op, "alpha");
   check_positive(alpha, op, "alpha");
   const int64_t levels = (int64_t(1) << o.bits) - 1;
   const bool clipped = ste_clipped(o.ste, true);
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (x.device() == Device::cuda)
+    cuda::pact_forward(y.data<float>(), x.data<float>(), alpha.data<float>(), levels, x.numel());
+  else
   LB_DISPATCH_FLOAT(x.dtype(), op, [&] {
     pact_forward_cpu<scalar_t>(y.data<scalar_t>(), x.data<scalar_t>(), alpha.data<scalar_t>(), levels,
                                x.numel());
   });
   Tensor sx = x.detach(), sa = alpha.detach();
   Tensor out = record(y, op, {x, alpha}, {"x", "alpha"}, [sx, sa, clipped](const Node& n, const Tensor& gy) {
-    Tensor gx = n.needs_grad(0) ? Tensor::empty(sx.shape(), sx.dtype()) : Tensor();
-    Tensor ga = n.needs_grad(1) ? Tensor::empty(sa.shape(), sa.dtype()) : Tensor();
+    const Device d = sx.device();
+    Tensor gx = n.needs_grad(0) ? Tensor::empty(sx.shape(), sx.dtype(), d) : Tensor();
+    Tensor ga = n.needs_grad(1) ? Tensor::empty(sa.shape(), sa.dtype(), d) : Tensor();
+    if (d == Device::cuda)
+      cuda::pact_backward(gx.defined() ? gx.data<float>() : nullptr,
+                          ga.defined() ? ga.data<float>() : nullptr, gy.data<float>(),
+                          sx.data<float>(), sa.data<float>(), clipped, sx.numel());
+    else
     LB_DISPATCH_FLOAT(sx.dtype(), "pact backward", [&] {
       pact_backward_cpu<scalar_t>(gx.defined() ? gx.data<scalar_t>() : nullptr,
                                   ga.defined() ? ga.data<scalar_t>() : nullptr, gy.data<scalar_t>(),

@@ -174,8 +174,11 @@ QuantNodeStats quant_node_stats(const Node& n, const std::string& key) {
   if (n.inputs.empty() || !n.inputs[0].defined()) return st;
   const Tensor& x = n.inputs[0];
   st.numel = x.numel();
-  if (st.bits > 0 && x.device() == Device::cpu)
-    LB_DISPATCH_FLOAT(x.dtype(), "collect_quant_stats", [&] { fill_stats<scalar_t>(n, x, st); });
+  if (st.bits > 0) {
+    // Statistics are counted on the host: a device input is copied once.
+    const Tensor xh = x.device() == Device::cpu ? x : x.to_device(Device::cpu);
+    LB_DISPATCH_FLOAT(x.dtype(), "collect_quant_stats", [&] { fill_stats<scalar_t>(n, xh, st); });
+  }
   for (size_t i = 0; i < n.inputs.size(); ++i) {
     const Tensor& in = n.inputs[i];
     if (!in.defined() || in.node() || !in.requires_grad()) continue;

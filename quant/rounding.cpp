@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/autograd.h"
+#include "core/cuda/kernels.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 
@@ -64,7 +65,7 @@ namespace {
 Tensor rounding_op(const Tensor& x, const Tensor& s, const RoundingOptions& o, RoundingKind kind,
                    const char* op) {
   check_bits(op, o.bits, 2, 16);
-  check_quant_input(x, op, "x");
+  check_quant_input(x, op, "x", /*cuda_ok=*/true);
   check_param_dtype(x, s, op, "s");
   const int64_t C = check_param_shape(x, s, o.per_channel, op, "s");
   check_positive(s, op, "s");
@@ -78,14 +79,23 @@ Tensor rounding_op(const Tensor& x, const Tensor& s, const RoundingOptions& o, R
   }
   const int64_t inner = C ? x.numel() / C : 0;
   const bool clipped = ste_clipped(o.ste, true);
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (x.device() == Device::cuda)
+    cuda::rounding_forward(y.data<float>(), x.data<float>(), s.data<float>(), (int)kind, lo, hi,
+                           o.seed, o.stream, C, inner);
+  else
   LB_DISPATCH_FLOAT(x.dtype(), op, [&] {
     rounding_forward_cpu<scalar_t>(y.data<scalar_t>(), x.data<scalar_t>(), s.data<scalar_t>(), kind, lo,
                                    hi, o.seed, o.stream, C, inner);
   });
   Tensor sx = x.detach(), ss = s.detach();
   Tensor out = record(y, op, {x}, {"x"}, [=](const Node&, const Tensor& gy) {
-    Tensor gx = Tensor::empty(sx.shape(), sx.dtype());
+    Tensor gx = Tensor::empty(sx.shape(), sx.dtype(), sx.device());
+    if (sx.device() == Device::cuda) {
+      cuda::rounding_backward(gx.data<float>(), gy.data<float>(), sx.data<float>(), ss.data<float>(),
+                              lo, hi, clipped, C, inner);
+      return std::vector<Tensor>{gx};
+    }
     LB_DISPATCH_FLOAT(sx.dtype(), "rounding backward", [&] {
       rounding_backward_cpu<scalar_t>(gx.data<scalar_t>(), gy.data<scalar_t>(), sx.data<scalar_t>(),
                                       ss.data<scalar_t>(), lo, hi, clipped, C, inner);

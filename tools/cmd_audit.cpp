@@ -13,6 +13,7 @@
 #include "quant/quantize_model.h"
 #include "tools/audit_report.h"
 #include "tools/commands.h"
+#include "tools/device_option.h"
 #include "tools/trainer.h"
 
 namespace lowbit {
@@ -63,6 +64,8 @@ int cmd_audit(int argc, char** argv) {
   app.add_option("--json", json_path, "also write the report as JSON to this file");
   app.add_option("--threads", threads, "0: all cores")->capture_default_str();
   app.add_option("--seed", seed, "seed of the synthetic set")->capture_default_str();
+  std::string device = "cpu";
+  app.add_option("--device", device, "cpu | cuda")->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -77,6 +80,11 @@ int cmd_audit(int argc, char** argv) {
     lr = 0.01, lr_source = "default";
   }
   set_num_threads(threads);
+  // The audit replays each batch with a full-precision backward (layers/fp_backward.cpp) and
+  // compares gradients on the host; that replay has no CUDA path yet, so cuda stops here, clearly.
+  if (select_device(device, false) != Device::cpu)
+    LB_FAIL("audit: --device cuda is not supported yet (the full-precision backward replay runs "
+            "on the cpu); run the audit with --device cpu on the same checkpoint");
 
   LoadedModel m = load_model_checkpoint(ckpt);
   const std::vector<QuantizerRef> refs = list_quantizers(*m.model);

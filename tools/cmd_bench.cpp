@@ -2,6 +2,7 @@
 // step (forward, backward, SGD update; with quantizers, the real QAT step of `lowbit train`) and of
 // an eval forward on random data, after warm-up; images/s, achieved GFLOP/s (from the model's
 // full-precision MACs: a training step counts 3x the forward) and peak resident memory.
+// --device cuda times the GPU build's step (the clock is read after the stream drained).
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -9,6 +10,7 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "core/cuda/kernels.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "layers/optim.h"
@@ -19,6 +21,7 @@
 #include "tools/commands.h"
 #include "tools/quant_flags.h"
 #include "tools/trainer.h"
+#include "tools/device_option.h"
 
 namespace lowbit {
 
@@ -37,8 +40,11 @@ int cmd_bench(int argc, char** argv) {
   std::string model_name = "resnet20";
   int64_t batch = 128, iters = 20, warmup = 3, classes = 10;
   int threads = 0;
-  bool json = false;
+  bool json = false, deterministic = false;
+  std::string device = "cpu";
   app.add_option("--model", model_name)->capture_default_str();
+  app.add_option("--device", device, "cpu | cuda (a GPU build: make GPU=1)")->capture_default_str();
+  app.add_flag("--deterministic", deterministic, "cuda: only deterministic cuDNN algorithms");
   app.add_option("--batch", batch)->capture_default_str();
   app.add_option("--iters", iters, "timed iterations")->capture_default_str();
   app.add_option("--warmup", warmup, "untimed iterations first")->capture_default_str();
@@ -55,6 +61,7 @@ int cmd_bench(int argc, char** argv) {
   LB_CHECK(batch >= 1 && iters >= 1 && warmup >= 0, "bench: --batch and --iters must be >= 1");
   check_quant_config(quant);  // a bad spec fails before any work
   set_num_threads(threads);
+  const Device dev = select_device(device, deterministic);
   auto model = make_model(model_name, classes, 1);
   int64_t macs = 0;  // before quantizing: model_info's forward of zeros would initialise the steps
   for (const LayerInfo& l : model_info(*model)) macs += l.macs;
@@ -66,6 +73,11 @@ int cmd_bench(int argc, char** argv) {
   for (int64_t i = 0; i < x.numel(); ++i) px[i] = (float)rng_normal(1, 5, (uint64_t)i);
   Tensor y = Tensor::empty({batch}, DType::i64);
   for (int64_t i = 0; i < batch; ++i) y.data<int64_t>()[i] = i % classes;
+  model->to_device(dev);
+  if (dev != Device::cpu) {  // the data stays on the device: the step is what is timed
+    x = x.to_device(dev);
+    y = y.to_device(dev);
+  }
 
   // The optimizer of `lowbit train` with its defaults (weight decay, Nesterov momentum; quantizer
   // parameters in their own groups without decay).
@@ -89,6 +101,7 @@ int cmd_bench(int argc, char** argv) {
     opt.zero_grad();
     backward(loss);
     opt.step();
+    cuda_synchronize();  // no-op on the cpu
     if (i >= warmup) train_t.push_back(now_s() - t0);
   }
   model->eval();
@@ -97,6 +110,7 @@ int cmd_bench(int argc, char** argv) {
     for (int64_t i = 0; i < warmup + iters; ++i) {
       double t0 = now_s();
       Tensor out = (*model)(x);
+      cuda_synchronize();
       if (i >= warmup) eval_t.push_back(now_s() - t0);
     }
   }
@@ -110,8 +124,8 @@ int cmd_bench(int argc, char** argv) {
   const std::string wq = quant.wq.empty() ? "fp" : quant.wq, aq = quant.aq.empty() ? "fp" : quant.aq;
   const std::string fl = quant_enabled(quant) ? quant.first_last : "fp";
   nlohmann::json j = {{"model", model_name}, {"batch", batch}, {"threads", num_threads()},
-                      {"iters", iters}, {"wq", wq}, {"aq", aq}, {"first_last", fl},
-                      {"quantizers", quantizers.size()},
+                      {"iters", iters}, {"device", device_name(dev)}, {"wq", wq}, {"aq", aq},
+                      {"first_last", fl}, {"quantizers", quantizers.size()},
                       {"train_img_per_s", train_ips}, {"eval_img_per_s", eval_ips},
                       {"train_step_ms", 1e3 * tt}, {"eval_step_ms", 1e3 * te},
                       {"train_gflops", train_gflops}, {"eval_gflops", eval_gflops},
@@ -120,10 +134,11 @@ int cmd_bench(int argc, char** argv) {
     std::printf("%s\n", j.dump().c_str());
   else
     std::printf("train_img_per_s=%.1f eval_img_per_s=%.1f train_gflops=%.1f eval_gflops=%.1f "
-                "peak_rss_mb=%.0f (model %s, wq %s, aq %s, first/last %s, batch %lld, threads %d, "
+                "peak_rss_mb=%.0f (model %s, wq %s, aq %s, first/last %s, batch %lld, %s, threads %d, "
                 "median of %lld)\n",
                 train_ips, eval_ips, train_gflops, eval_gflops, peak_mb, model_name.c_str(),
-                wq.c_str(), aq.c_str(), fl.c_str(), (long long)batch, num_threads(), (long long)iters);
+                wq.c_str(), aq.c_str(), fl.c_str(), (long long)batch, device_name(dev), num_threads(),
+                (long long)iters);
   return 0;
 }
 

@@ -6,6 +6,7 @@
 
 #include "core/parallel.h"
 #include "tools/commands.h"
+#include "tools/device_option.h"
 #include "tools/trainer.h"
 
 namespace lowbit {
@@ -24,6 +25,8 @@ int cmd_eval(int argc, char** argv) {
   app.add_option("--seed", seed, "seed of the synthetic set")->capture_default_str();
   app.add_option("--limit-test", limit, "use only the first N test images");
   app.add_flag("--json", json, "print the result as JSON");
+  std::string device = "cpu";
+  app.add_option("--device", device, "cpu | cuda (a GPU build: make GPU=1)")->capture_default_str();
   std::string skip_bits;
   app.add_option("--skip-bits", skip_bits,
                  "JSON {\"layer\": {\"w\": t, \"a\": t}}: evaluate those quantizers at t bits by bit skipping");
@@ -33,6 +36,7 @@ int cmd_eval(int argc, char** argv) {
     return app.exit(e);
   }
   set_num_threads(threads);
+  const Device dev = select_device(device, false);
   LoadedModel m = load_model_checkpoint(ckpt);
   if (!skip_bits.empty()) {
     LB_CHECK(quant_enabled(m.quant), "eval: --skip-bits: checkpoint '", ckpt, "' is full precision");
@@ -46,6 +50,7 @@ int cmd_eval(int argc, char** argv) {
   DataSplit data = load_data(data_spec, dopt);
   LB_CHECK(data.test.num_classes == m.num_classes, "eval: checkpoint '", ckpt, "' has ",
            m.num_classes, " classes, data '", data_spec, "' has ", data.test.num_classes);
+  m.model->to_device(dev);  // the checkpoint is device-independent; evaluate follows the model
   EvalResult r = evaluate(*m.model, data.test, eval_normalization(m, data), batch);
   if (json)
     std::printf("%s\n", nlohmann::json({{"ckpt", ckpt}, {"model", m.model_name}, {"data", data.test.source},

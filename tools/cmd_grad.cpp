@@ -14,6 +14,7 @@
 #include "core/npy.h"
 #include "core/op_registry.h"
 #include "tools/commands.h"
+#include "tools/device_option.h"
 
 namespace lowbit {
 
@@ -125,6 +126,7 @@ int cmd_grad(int argc, char** argv) {
   std::string op_name, grad_out, out_dir, dot_file;
   std::vector<std::string> opts, ins;
   bool list = false, quiet = false;
+  std::string device = "cpu";
   app.add_option("op", op_name, "op to run (lowbit grad --list)");
   app.add_option("--in", ins, "NAME=FILE.npy, one per input")->allow_extra_args(false);
   app.add_option("--opt", opts, "KEY=VALUE, one per option")->allow_extra_args(false);
@@ -133,6 +135,8 @@ int cmd_grad(int argc, char** argv) {
   app.add_option("--out", out_dir, "directory for out.npy and grad_NAME.npy (created)");
   app.add_option("--dot", dot_file, "also write the graph as Graphviz DOT to this file");
   app.add_flag("--list", list, "list the ops with their inputs and options");
+  app.add_option("--device", device, "cpu | cuda: where the op runs (files are read and written "
+                 "on the host)")->capture_default_str();
   app.add_flag("-q,--quiet", quiet, "do not print the files written");
   app.footer("example: lowbit grad conv2d --opt stride=2 --opt padding=1 --in x=x.npy "
              "--in weight=w.npy --grad-out g.npy --out grads/\n");
@@ -151,6 +155,13 @@ int cmd_grad(int argc, char** argv) {
   LB_CHECK(!out_dir.empty(), "grad ", op.name, ": --out DIR is required");
   OpOptions options(op.name, parse_options(op, opts));
   std::map<std::string, Tensor> in = load_inputs(op, ins);
+  const Device dev = select_device(device, false);
+  if (dev != Device::cpu)
+    for (auto& [name, t] : in) {  // device copies are the leaves whose gradients are written
+      Tensor d = t.to_device(dev);
+      if (is_floating(t.dtype())) d.set_requires_grad(true);
+      t = d.set_name(name);
+    }
 
   Tensor out = op.run(in, options);
   options.check_all_used();
@@ -166,6 +177,7 @@ int cmd_grad(int argc, char** argv) {
   } else {
     g = Tensor::ones(out.shape(), out.dtype());
   }
+  if (dev != Device::cpu) g = g.to_device(dev);
   if (!dot_file.empty()) {
     std::ofstream dot(dot_file);
     LB_CHECK(dot.good(), "grad ", op.name, ": cannot write --dot '", dot_file, "'");
@@ -179,7 +191,7 @@ int cmd_grad(int argc, char** argv) {
   LB_CHECK(!ec && std::filesystem::is_directory(out_dir), "grad ", op.name,
            ": cannot create --out '", out_dir, "': ", ec ? ec.message() : "not a directory");
   const std::string out_path = join_path(out_dir, "out.npy");
-  write_npy(out_path, out.detach());
+  write_npy(out_path, out.detach().to_device(Device::cpu));
   if (!quiet)
     std::printf("%-14s %-16s %s\n", "out", shape_str(out.shape()).c_str(), out_path.c_str());
   for (auto& [name, t] : in) {
@@ -187,6 +199,7 @@ int cmd_grad(int argc, char** argv) {
     // An input no gradient reached (kl_div's target) gets zeros, so every file is always there.
     Tensor gi = t.grad().defined() ? t.grad() : Tensor::zeros(t.shape(), t.dtype());
     const std::string path = join_path(out_dir, "grad_" + name + ".npy");
+    if (gi.device() != Device::cpu) gi = gi.to_device(Device::cpu);
     write_npy(path, gi);
     if (!quiet)
       std::printf("%-14s %-16s %s\n", ("grad_" + name).c_str(), shape_str(gi.shape()).c_str(),

@@ -48,6 +48,9 @@ int cmd_train(int argc, char** argv) {
   app.add_option("--stop-after", c.stop_after_epochs, "stop after N epochs of this invocation (resume later)");
   bool no_progress = false;
   app.add_flag("--no-progress", no_progress, "no progress bar");
+  app.add_option("--device", c.device, "cpu | cuda (a GPU build: make GPU=1)")->capture_default_str();
+  app.add_flag("--deterministic", c.deterministic,
+               "cuda: only deterministic cuDNN algorithms, so two runs give identical weights");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/cpu/blas.h"
+#include "core/cuda/kernels.h"
 #include "core/device_memory.h"
 #include "core/parallel.h"
 #include "core/error.h"
@@ -33,7 +34,7 @@ std::string version_string() {
   if (forced) v += std::string(" (OPENBLAS_CORETYPE=") + forced + ")";
   const char* wait = std::getenv("OMP_WAIT_POLICY");
   v += std::string("\nopenmp: ") + std::to_string(num_threads()) + " threads, OMP_WAIT_POLICY=" + (wait ? wait : "default");
-  v += std::string("\ncuda: ") + (cuda_available() ? "available" : "not built (CPU build)");
+  v += "\ncuda: " + cuda_describe();
   return v;
 }
 

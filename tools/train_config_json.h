@@ -11,7 +11,7 @@ namespace lowbit {
   X(model) X(data) X(epochs) X(batch) X(lr) X(sched) X(warmup_epochs) X(milestones) X(gamma)   \
   X(wd) X(momentum) X(nesterov) X(label_smoothing) X(seed) X(threads) X(out) X(init) X(augment) \
   X(limit_train) X(limit_test) X(wq) X(aq) X(first_last) X(bits_config) X(wq_lr_factor)        \
-  X(aq_lr_factor) X(ste)
+  X(aq_lr_factor) X(ste) X(device) X(deterministic)
 
 inline nlohmann::json config_to_json(const TrainConfig& c) {
   nlohmann::json j;

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/cuda/kernels.h"
 #include "core/parallel.h"
 #include "core/safetensors.h"
 #include "layers/optim.h"
@@ -20,6 +21,7 @@
 #include "layers/schedule.h"
 #include "models/models.h"
 #include "quant/quant_stats.h"
+#include "tools/device_option.h"
 #include "tools/progress.h"
 #include "tools/train_config_json.h"
 
@@ -33,6 +35,9 @@ double seconds_since(Clock::time_point t0) {
 }
 
 // Number of rows of logits (N, K) whose arg-max equals the target.
+// t itself when it is on d already, else a copy there.
+Tensor to_device_if(const Tensor& t, Device d) { return t.device() == d ? t : t.to_device(d); }
+
 int64_t count_correct(const Tensor& logits, const Tensor& target) {
   const int64_t n = logits.size(0), k = logits.size(1);
   const float* p = logits.data<float>();
@@ -105,11 +110,12 @@ EvalResult evaluate(Module& model, const Dataset& data, const Normalization& nor
   Batch b;
   double loss_sum = 0;
   int64_t correct = 0, n = 0;
+  const Device dev = module_device(model);
   while (loader.next(b)) {
-    Tensor logits = model(b.x);
+    Tensor logits = model(to_device_if(b.x, dev));
     const int64_t bs = b.y.numel();
-    loss_sum += softmax_cross_entropy(logits, b.y).item<double>() * (double)bs;
-    correct += count_correct(logits, b.y);
+    loss_sum += softmax_cross_entropy(logits, to_device_if(b.y, dev)).item<double>() * (double)bs;
+    correct += count_correct(to_device_if(logits, Device::cpu), b.y);
     n += bs;
   }
   model.train(was_training);
@@ -144,7 +150,11 @@ void save_model_checkpoint(const std::string& path, Module& model, const std::st
                   norm->mean[2], norm->std[0], norm->std[1], norm->std[2]);
     meta["norm"] = buf;
   }
-  save_safetensors(path, model.state_dict(), meta);
+  // Checkpoints hold host copies: the file does not depend on the device that trained.
+  std::vector<std::pair<std::string, Tensor>> sd = model.state_dict();
+  for (auto& e : sd)
+    if (e.second.device() != Device::cpu) e.second = e.second.to_device(Device::cpu);
+  save_safetensors(path, sd, meta);
 }
 
 QuantConfig checkpoint_quant_config(const std::string& path) {
@@ -283,6 +293,7 @@ TrainResult train(const TrainConfig& cfg_in) {
               (long long)data.train.labels.numel(), (long long)data.test.labels.numel(),
               (long long)data.train.num_classes);
 
+  const Device dev = select_device(cfg.device, cfg.deterministic);
   std::shared_ptr<Module> model = make_model(cfg.model, data.train.num_classes, cfg.seed);
   std::printf("model: %s, %lld parameters\n", cfg.model.c_str(), (long long)model->num_parameters());
   quantize_model(*model, qcfg);
@@ -295,6 +306,8 @@ TrainResult train(const TrainConfig& cfg_in) {
     std::printf("init: weights from %s\n", cfg.init.c_str());
   }
 
+  model->to_device(dev);  // before the optimizer and any resume: those copy into these tensors
+  if (dev != Device::cpu) std::printf("device: %s\n", cuda_describe().c_str());
   SGD opt(make_param_groups(*model, cfg), cfg.momentum, 0.0, cfg.nesterov);
 
   LoaderOptions lo;
@@ -349,8 +362,8 @@ TrainResult train(const TrainConfig& cfg_in) {
       const int64_t step = epoch * spe + step_in_epoch;
       const double lr = lr_at(sched, step, total_steps);
       opt.set_lr(lr);
-      Tensor logits = (*model)(b.x);
-      Tensor loss = softmax_cross_entropy(logits, b.y, cfg.label_smoothing);
+      Tensor logits = (*model)(to_device_if(b.x, dev));  // batches are made on the host
+      Tensor loss = softmax_cross_entropy(logits, to_device_if(b.y, dev), cfg.label_smoothing);
       opt.zero_grad();
       backward(loss);
       if (step_in_epoch + 1 == spe) {
@@ -362,7 +375,7 @@ TrainResult train(const TrainConfig& cfg_in) {
       opt.step();
       const int64_t bs = b.y.numel();
       loss_sum += loss.item<double>() * (double)bs;
-      correct += count_correct(logits, b.y);
+      correct += count_correct(to_device_if(logits, Device::cpu), b.y);
       seen += bs;
       ++step_in_epoch;
       progress.update(epoch + 1, cfg.epochs, step_in_epoch, spe, loss_sum / (double)seen,

@@ -43,6 +43,8 @@ struct TrainConfig {
   int64_t limit_train = 0, limit_test = 0;  // 0: the whole split
   int64_t stop_after_epochs = 0;  // stop (as if killed) after this many epochs; tests resume with it
   bool progress = true;           // a progress bar when stderr is a terminal
+  std::string device = "cpu";     // cpu | cuda (tools/device_option.h)
+  bool deterministic = false;     // cuda: only deterministic cuDNN algorithms
   std::string command_line;       // recorded in summary.json
 };
 

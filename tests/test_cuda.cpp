@@ -1,0 +1,424 @@
+// The CUDA backend against the CPU backend: every op and quantizer with a CUDA path, forward and
+// backward, on the same inputs; quantizer levels and masks exactly, the rest within a tolerance
+// stated per case; optimizer updates, determinism and a short synthetic training run.
+// Every "cuda: ..." case needs a GPU: without one (a CPU build, or a GPU build on a machine with no
+// device) it is skipped, counted as skipped (not passed), and the listener below prints why.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/autograd.h"
+#include "core/cuda/kernels.h"
+#include "core/device_memory.h"
+#include "core/ops.h"
+#include "core/rng.h"
+#include "layers/optim.h"
+#include "quant/apot.h"
+#include "quant/dorefa.h"
+#include "quant/lsq.h"
+#include "quant/maxabs.h"
+#include "quant/minmax.h"
+#include "quant/pact.h"
+#include "quant/rounding.h"
+#include "tests/temp_dir.h"
+#include "tools/device_option.h"
+#include "tools/trainer.h"
+
+using namespace lowbit;
+
+namespace {
+
+bool no_gpu() { return !cuda_available(); }
+
+// Prints one line per skipped GPU case, so a log shows that the GPU checks did not run and why.
+struct CudaSkipNotice : doctest::IReporter {
+  explicit CudaSkipNotice(const doctest::ContextOptions&) {}
+  void report_query(const doctest::QueryData&) override {}
+  void test_run_start() override {}
+  void test_run_end(const doctest::TestRunStats&) override {}
+  void test_case_start(const doctest::TestCaseData&) override {}
+  void test_case_reenter(const doctest::TestCaseData&) override {}
+  void test_case_end(const doctest::CurrentTestCaseStats&) override {}
+  void test_case_exception(const doctest::TestCaseException&) override {}
+  void subcase_start(const doctest::SubcaseSignature&) override {}
+  void subcase_end() override {}
+  void log_assert(const doctest::AssertData&) override {}
+  void log_message(const doctest::MessageData&) override {}
+  void test_case_skipped(const doctest::TestCaseData& tc) override {
+    if (tc.m_skip && std::strncmp(tc.m_name, "cuda: ", 6) == 0 && no_gpu())
+      std::printf("[cuda] SKIPPED (no CUDA device: %s): %s\n", cuda_describe().c_str(), tc.m_name);
+  }
+};
+REGISTER_LISTENER("cuda_skip_notice", 1, CudaSkipNotice);
+
+Tensor rnd(const Shape& s, uint64_t stream, double scale = 1.0, double shift = 0.0) {
+  Tensor t = Tensor::empty(s);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = (float)(shift + scale * rng_normal(11, stream, (uint64_t)i));
+  return t;
+}
+
+// Max |a - b| / (atol + rtol |b|) <= 1 elementwise; a from the GPU, b the CPU reference.
+void check_close(const Tensor& gpu, const Tensor& cpu, double atol, double rtol, const std::string& what) {
+  REQUIRE(gpu.defined());
+  REQUIRE(cpu.defined());
+  REQUIRE(gpu.shape() == cpu.shape());
+  const std::vector<double> a = gpu.to_vector<double>(), b = cpu.to_vector<double>();
+  int64_t bad = 0;
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double err = std::fabs(a[i] - b[i]), lim = atol + rtol * std::fabs(b[i]);
+    if (!(err <= lim)) ++bad;
+    worst = std::max(worst, err);
+  }
+  INFO(what, ": ", bad, " of ", a.size(), " elements outside atol ", atol, " rtol ", rtol,
+       ", max abs error ", worst);
+  CHECK(bad == 0);
+}
+
+void check_exact(const Tensor& gpu, const Tensor& cpu, const std::string& what) {
+  check_close(gpu, cpu, 0.0, 0.0, what);
+}
+
+// Runs f on CPU copies and on GPU copies of `inputs` (all float ones require grad), backpropagates
+// the same random output gradient, and compares the output and every input gradient.
+void compare_op(const std::string& what, const std::vector<Tensor>& inputs,
+                const std::function<Tensor(const std::vector<Tensor>&)>& f, double atol,
+                double rtol, bool exact_forward = false) {
+  std::vector<Tensor> c, g;
+  for (const Tensor& t : inputs) {
+    Tensor a = t.clone(), b = t.to_device(Device::cuda);
+    if (is_floating(t.dtype())) {
+      a.set_requires_grad(true);
+      b.set_requires_grad(true);
+    }
+    c.push_back(a);
+    g.push_back(b);
+  }
+  Tensor yc = f(c), yg = f(g);
+  REQUIRE(yg.device() == Device::cuda);
+  if (exact_forward)
+    check_exact(yg, yc, what + " forward");
+  else
+    check_close(yg, yc, atol, rtol, what + " forward");
+  Tensor go = rnd(yc.shape(), 99);
+  backward(yc, go);
+  backward(yg, go.to_device(Device::cuda));
+  for (size_t i = 0; i < c.size(); ++i) {
+    if (!is_floating(c[i].dtype()) || !c[i].grad().defined()) continue;
+    check_close(g[i].grad(), c[i].grad(), atol, rtol, what + " grad of input " + std::to_string(i));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("device option: --device cuda without a usable GPU is a clear error" * doctest::skip(!no_gpu())) {
+  std::string msg;
+  try {
+    select_device("cuda", false);
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  if (cuda_describe().rfind("CUDA built in", 0) == 0) {  // a GPU build on a machine without a GPU
+    CHECK(msg.find("no CUDA device found") != std::string::npos);
+  } else {  // the CPU build: the stub's error
+    CHECK(msg.find("built without CUDA") != std::string::npos);
+  }
+  CHECK_THROWS_WITH_AS(Tensor::zeros({2}, DType::f32, Device::cuda), doctest::Contains("CUDA"), Error);
+  CHECK_THROWS_WITH_AS(select_device("tpu", false), doctest::Contains("expected cpu or cuda"), Error);
+  CHECK(select_device("cpu", false) == Device::cpu);
+  CHECK(cuda_describe().size() > 0);
+}
+
+TEST_CASE("cuda: tensors move between devices and back unchanged" * doctest::skip(no_gpu())) {
+  Tensor a = rnd({3, 5}, 1);
+  Tensor d = a.to_device(Device::cuda);
+  CHECK(d.device() == Device::cuda);
+  check_exact(d, a, "round trip");
+  Tensor z = Tensor::zeros({7}, DType::f32, Device::cuda);
+  CHECK(z.to_vector<float>() == std::vector<float>(7, 0.f));
+  d.fill(2.5);
+  CHECK(d.to_vector<float>() == std::vector<float>(15, 2.5f));
+  Tensor m = rnd({4}, 2);
+  m.move_to(Device::cuda);
+  CHECK(m.device() == Device::cuda);
+  // Mixed devices are an error naming the op and the input.
+  CHECK_THROWS_WITH_AS(add(rnd({2}, 3), Tensor::zeros({2}, DType::f32, Device::cuda)),
+                       doctest::Contains("add: input 'a' is on the cpu"), Error);
+}
+
+// Elementwise: the same IEEE operations in the same order: forward exact; gradients go through
+// double-accumulated reductions in another order, so 1e-6 relative.
+TEST_CASE("cuda: elementwise ops with broadcasting, forward and backward" * doctest::skip(no_gpu())) {
+  const Tensor a = rnd({2, 3, 4}, 1), b = rnd({3, 1}, 2, 1.0, 3.0);
+  compare_op("add", {a, b}, [](auto& v) { return add(v[0], v[1]); }, 1e-6, 1e-6, true);
+  compare_op("sub", {a, b}, [](auto& v) { return sub(v[0], v[1]); }, 1e-6, 1e-6, true);
+  compare_op("mul", {a, b}, [](auto& v) { return mul(v[0], v[1]); }, 1e-6, 1e-6, true);
+  compare_op("div", {a, b}, [](auto& v) { return div(v[0], v[1]); }, 1e-6, 1e-6, true);
+  compare_op("scalars", {a}, [](auto& v) { return square(add_scalar(mul_scalar(v[0], 0.3), 1.5)); },
+             1e-6, 1e-6, true);
+}
+
+TEST_CASE("cuda: sum, mean and broadcast_to" * doctest::skip(no_gpu())) {
+  const Tensor x = rnd({4, 5, 6}, 3);
+  compare_op("sum all", {x}, [](auto& v) { return sum(v[0]); }, 1e-6, 1e-6);
+  compare_op("sum axes", {x}, [](auto& v) { return sum(v[0], {0, 2}); }, 1e-6, 1e-6);
+  compare_op("mean keepdim", {x}, [](auto& v) { return mean(v[0], {1}, true); }, 1e-6, 1e-6);
+  compare_op("broadcast_to", {rnd({5, 1}, 4)}, [](auto& v) { return broadcast_to(v[0], {3, 5, 2}); },
+             1e-6, 1e-6, true);
+}
+
+TEST_CASE("cuda: relu and relu6 (exact)" * doctest::skip(no_gpu())) {
+  const Tensor x = rnd({3, 50}, 5, 4.0);
+  compare_op("relu", {x}, [](auto& v) { return relu(v[0]); }, 0, 0, true);
+  compare_op("relu6", {x}, [](auto& v) { return relu6(v[0]); }, 0, 0, true);
+}
+
+TEST_CASE("cuda: slice, split, concat, channel_shuffle, flatten (exact)" * doctest::skip(no_gpu())) {
+  const Tensor x = rnd({2, 6, 3, 3}, 6), y = rnd({2, 2, 3, 3}, 7);
+  compare_op("slice", {x}, [](auto& v) { return slice(v[0], 1, 2, 3); }, 0, 0, true);
+  compare_op("split", {x}, [](auto& v) {
+    auto p = split(v[0], {1, 5}, 1);
+    return mul(p[1], p[1]);
+  }, 1e-6, 1e-6, true);
+  compare_op("concat", {x, y}, [](auto& v) { return concat({v[0], v[1]}, 1); }, 0, 0, true);
+  compare_op("channel_shuffle", {x}, [](auto& v) { return channel_shuffle(v[0], 3); }, 0, 0, true);
+  compare_op("flatten", {x}, [](auto& v) { return flatten(v[0]); }, 0, 0, true);
+}
+
+// cuBLAS sums the products in another order than OpenBLAS: 1e-5 relative plus 1e-5 absolute.
+TEST_CASE("cuda: matmul and linear (cuBLAS, row-major)" * doctest::skip(no_gpu())) {
+  compare_op("matmul", {rnd({7, 5}, 8), rnd({5, 3}, 9)}, [](auto& v) { return matmul(v[0], v[1]); },
+             1e-5, 1e-5);
+  compare_op("linear", {rnd({6, 10}, 10), rnd({4, 10}, 11), rnd({4}, 12)},
+             [](auto& v) { return linear(v[0], v[1], v[2]); }, 1e-5, 1e-5);
+}
+
+// cuDNN picks its own algorithm (FFT, Winograd, implicit GEMM): float32 sums in other orders,
+// so 1e-4 absolute and relative.
+TEST_CASE("cuda: conv2d forward, backward data, backward filter (cuDNN)" * doctest::skip(no_gpu())) {
+  struct Case {
+    const char* name;
+    Shape x, w;
+    int64_t stride, pad, dil, groups;
+    bool bias;
+  };
+  const Case cases[] = {{"3x3 pad 1", {2, 3, 8, 8}, {4, 3, 3, 3}, 1, 1, 1, 1, true},
+                        {"stride 2", {2, 4, 9, 9}, {6, 4, 3, 3}, 2, 1, 1, 1, false},
+                        {"1x1", {2, 8, 5, 5}, {4, 8, 1, 1}, 1, 0, 1, 1, false},
+                        {"grouped", {2, 8, 6, 6}, {6, 4, 3, 3}, 1, 1, 1, 2, true},
+                        {"depthwise", {2, 6, 7, 7}, {6, 1, 3, 3}, 2, 1, 1, 6, false},
+                        {"dilated", {1, 3, 10, 10}, {2, 3, 3, 3}, 1, 2, 2, 1, false}};
+  uint64_t s = 20;
+  for (const Case& c : cases) {
+    Conv2dOptions o;
+    o.stride[0] = o.stride[1] = c.stride;
+    o.padding[0] = o.padding[1] = c.pad;
+    o.dilation[0] = o.dilation[1] = c.dil;
+    o.groups = c.groups;
+    std::vector<Tensor> in{rnd(c.x, s++), rnd(c.w, s++, 0.3)};
+    if (c.bias) in.push_back(rnd({c.w[0]}, s++));
+    compare_op(std::string("conv2d ") + c.name, in, [o](auto& v) {
+      return conv2d(v[0], v[1], v.size() > 2 ? v[2] : Tensor(), o);
+    }, 1e-4, 1e-4);
+  }
+}
+
+// cuDNN's batchnorm accumulates in float (the CPU in double): 1e-4.
+TEST_CASE("cuda: batch_norm2d training and eval, running statistics" * doctest::skip(no_gpu())) {
+  const Tensor x = rnd({4, 3, 5, 5}, 30, 2.0, 1.0), w = rnd({3}, 31), b = rnd({3}, 32);
+  for (bool training : {true, false}) {
+    Tensor rm_c = rnd({3}, 33, 0.1), rv_c = add_scalar(square(rnd({3}, 34)), 0.5);
+    Tensor rm_g = rm_c.to_device(Device::cuda), rv_g = rv_c.to_device(Device::cuda);
+    compare_op(training ? "batch_norm2d train" : "batch_norm2d eval", {x, w, b},
+               [&](auto& v) {
+                 const bool on_gpu = v[0].device() == Device::cuda;
+                 return batch_norm2d(v[0], v[1], v[2], on_gpu ? rm_g : rm_c, on_gpu ? rv_g : rv_c,
+                                     training, 0.1, 1e-5);
+               },
+               1e-4, 1e-4);
+    check_close(rm_g, rm_c, 1e-5, 1e-5, "running_mean");
+    check_close(rv_g, rv_c, 1e-5, 1e-5, "running_var");
+  }
+}
+
+TEST_CASE("cuda: max, average, global and adaptive pooling (cuDNN)" * doctest::skip(no_gpu())) {
+  const Tensor x = rnd({2, 3, 8, 8}, 40);
+  Pool2dOptions o;
+  o.kernel[0] = o.kernel[1] = 3;
+  o.stride[0] = o.stride[1] = 2;
+  o.padding[0] = o.padding[1] = 1;
+  // Overlapping windows add gradients where they overlap: 1e-6 for the backward.
+  compare_op("max_pool2d", {x}, [o](auto& v) { return max_pool2d(v[0], o); }, 1e-6, 1e-6, true);
+  compare_op("avg_pool2d", {x}, [o](auto& v) { return avg_pool2d(v[0], o); }, 1e-6, 1e-5);
+  Pool2dOptions ex = o;
+  ex.count_include_pad = false;
+  compare_op("avg_pool2d exclude pad", {x}, [ex](auto& v) { return avg_pool2d(v[0], ex); }, 1e-6, 1e-5);
+  compare_op("global_avg_pool2d", {x}, [](auto& v) { return global_avg_pool2d(v[0]); }, 1e-6, 1e-5);
+  compare_op("adaptive_avg_pool2d", {x}, [](auto& v) { return adaptive_avg_pool2d(v[0], 2, 4); },
+             1e-6, 1e-5);
+}
+
+// Row-wise log-sum-exp in double on both sides; the batch mean in a fixed order: 1e-6.
+TEST_CASE("cuda: softmax cross-entropy with label smoothing" * doctest::skip(no_gpu())) {
+  const Tensor logits = rnd({8, 10}, 50, 3.0);
+  Tensor t = Tensor::empty({8}, DType::i64);
+  for (int64_t i = 0; i < 8; ++i) t.data<int64_t>()[i] = (i * 7) % 10;
+  for (double eps : {0.0, 0.1})
+    compare_op("softmax_cross_entropy", {logits, t},
+               [eps](auto& v) { return softmax_cross_entropy(v[0], v[1], eps); }, 1e-6, 1e-6);
+}
+
+// Quantizers: levels (forward) and the input-gradient masks exactly; the learnable parameters'
+// gradients are sums over many elements, in double on both sides but in another order: 1e-5.
+TEST_CASE("cuda: lsq and lsq+ (per tensor and per channel), levels and masks exact" * doctest::skip(no_gpu())) {
+  const Tensor x = rnd({6, 40}, 60, 1.5);
+  for (bool pc : {false, true}) {
+    LsqOptions o;
+    o.bits = 4;
+    o.per_channel = pc;
+    const Tensor s = pc ? add_scalar(mul_scalar(square(rnd({6}, 61)), 0.1), 0.1) : Tensor::full({1}, 0.23);
+    const Tensor beta = pc ? rnd({6}, 62, 0.05) : Tensor::full({1}, 0.02);
+    std::vector<Tensor> in{x, s};
+    compare_op(pc ? "lsq per-channel" : "lsq", in,
+               [o](auto& v) { return lsq_quantize(v[0], v[1], o); }, 1e-5, 1e-5, true);
+    compare_op(pc ? "lsq+ per-channel" : "lsq+", {x, s, beta},
+               [o](auto& v) { return lsqplus_quantize(v[0], v[1], v[2], o); }, 1e-5, 1e-5, true);
+  }
+}
+
+TEST_CASE("cuda: pact and dorefa (weights, activations), levels exact" * doctest::skip(no_gpu())) {
+  const Tensor x = rnd({5, 33}, 70, 2.0, 0.5);
+  PactOptions po;
+  po.bits = 3;
+  compare_op("pact", {x, Tensor::full({1}, 1.7)},
+             [po](auto& v) { return pact_quantize(v[0], v[1], po); }, 1e-5, 1e-5, true);
+  DorefaOptions d;
+  d.bits = 4;
+  compare_op("dorefa_a", {x}, [d](auto& v) { return dorefa_quantize_activation(v[0], d); }, 1e-6,
+             1e-6, true);
+  compare_op("dorefa_w", {rnd({8, 3, 3, 3}, 71, 0.5)},
+             [d](auto& v) { return dorefa_quantize_weight(v[0], d); }, 1e-5, 1e-5, true);
+}
+
+TEST_CASE("cuda: apot and pot (weights, activations), levels exact" * doctest::skip(no_gpu())) {
+  const Tensor w = rnd({8, 4, 3, 3}, 72, 0.4), x = rnd({4, 50}, 73, 1.0, 0.6);
+  ApotOptions o;
+  o.bits = 4;
+  const Tensor alpha = Tensor::full({1}, 1.3);
+  compare_op("apot_w", {w, alpha}, [o](auto& v) { return apot_quantize_weight(v[0], v[1], o); },
+             1e-5, 1e-5, true);
+  compare_op("pot_w", {w, alpha}, [o](auto& v) { return pot_quantize_weight(v[0], v[1], o); },
+             1e-5, 1e-5, true);
+  compare_op("apot_a", {x, alpha}, [o](auto& v) { return apot_quantize_activation(v[0], v[1], o); },
+             1e-5, 1e-5, true);
+  compare_op("pot_a", {x, alpha}, [o](auto& v) { return pot_quantize_activation(v[0], v[1], o); },
+             1e-5, 1e-5, true);
+}
+
+// Stochastic rounding draws the CPU's numbers (the same Philox on the device): exact too.
+TEST_CASE("cuda: nearest, stochastic, mid-rise rounding, maxabs, minmax; dropout's mask" *
+          doctest::skip(no_gpu())) {
+  const Tensor x = rnd({6, 30}, 74, 2.0);
+  const Tensor s = Tensor::full({1}, 0.11);
+  RoundingOptions r;
+  r.bits = 4;
+  r.seed = 5;
+  r.stream = 9;
+  compare_op("nearest_round", {x, s}, [r](auto& v) { return nearest_round(v[0], v[1], r); }, 0, 0, true);
+  compare_op("stochastic_round", {x, s}, [r](auto& v) { return stochastic_round(v[0], v[1], r); }, 0, 0, true);
+  compare_op("midrise", {x, s}, [r](auto& v) { return midrise_quantize(v[0], v[1], r); }, 0, 0, true);
+  MaxAbsOptions m;
+  compare_op("maxabs", {x}, [m](auto& v) { return maxabs_quantize(v[0], m); }, 0, 0, true);
+  for (bool pc : {false, true}) {
+    MinMaxOptions mo;
+    mo.bits = 4;
+    mo.per_channel = pc;
+    compare_op(pc ? "minmax per-channel" : "minmax", {x}, [mo](auto& v) { return minmax_quantize(v[0], mo); },
+               0, 0, true);
+  }
+  compare_op("dropout", {x}, [](auto& v) { return dropout(v[0], 0.3, true, 4, 7); }, 0, 0, true);
+}
+
+// The update formulas are the CPU's, elementwise, in the same order: 1e-6 after three steps.
+TEST_CASE("cuda: SGD (Nesterov, weight decay) and Adam updates" * doctest::skip(no_gpu())) {
+  for (int kind = 0; kind < 2; ++kind) {
+    Tensor pc = rnd({50}, 80), pg = pc.to_device(Device::cuda);
+    pc.set_requires_grad(true);
+    pg.set_requires_grad(true);
+    auto groups = [](Tensor p) {
+      std::vector<ParamGroup> g(1);
+      g[0].params = {{"p", p}};
+      g[0].weight_decay = 1e-2;
+      return g;
+    };
+    std::unique_ptr<Optimizer> oc, og;
+    if (kind == 0) {
+      oc = std::make_unique<SGD>(groups(pc), 0.9, 0.0, true);
+      og = std::make_unique<SGD>(groups(pg), 0.9, 0.0, true);
+    } else {
+      oc = std::make_unique<Adam>(groups(pc), 0.9, 0.999, 1e-8);
+      og = std::make_unique<Adam>(groups(pg), 0.9, 0.999, 1e-8);
+    }
+    oc->set_lr(0.05);
+    og->set_lr(0.05);
+    for (int step = 0; step < 3; ++step) {
+      Tensor g = rnd({50}, 81 + (uint64_t)step);
+      pc.set_grad(g);
+      pg.set_grad(g.to_device(Device::cuda));
+      oc->step();
+      og->step();
+    }
+    check_close(pg, pc, 1e-6, 1e-6, kind == 0 ? "SGD" : "Adam");
+  }
+}
+
+// A short run on the synthetic set: the GPU reaches the CPU's accuracy (within 3 points: float
+// sums in other orders change the trajectory, not what it learns); with --deterministic two GPU
+// runs end with identical weights.
+TEST_CASE("cuda: smallcnn trains on the synthetic set like the cpu; deterministic runs agree" *
+          doctest::skip(no_gpu())) {
+  lowbit::test::TempDir tmp;
+  auto cfg = [&](const std::string& dev, const std::string& out) {
+    TrainConfig c;
+    c.model = "smallcnn";
+    c.data = "synthetic";
+    c.batch = 64;
+    c.epochs = 3;
+    c.lr = 0.1;
+    c.seed = 3;
+    c.limit_train = 2000;
+    c.limit_test = 500;
+    c.progress = false;
+    c.device = dev;
+    c.deterministic = true;
+    c.out = tmp.path() + "/" + out;
+    return c;
+  };
+  const TrainResult rc = train(cfg("cpu", "cpu"));
+  const TrainResult rg1 = train(cfg("cuda", "gpu1"));
+  const TrainResult rg2 = train(cfg("cuda", "gpu2"));
+  MESSAGE("synthetic smallcnn accuracy: cpu ", rc.final_test_acc, ", cuda ", rg1.final_test_acc);
+  CHECK(std::fabs(rg1.final_test_acc - rc.final_test_acc) <= 0.03);
+  CHECK(rg1.final_test_acc == rg2.final_test_acc);
+  // The checkpoints are host files: the GPU run's loads and evaluates on the cpu.
+  LoadedModel m1 = load_model_checkpoint(tmp.path() + "/gpu1/model.safetensors");
+  LoadedModel m2 = load_model_checkpoint(tmp.path() + "/gpu2/model.safetensors");
+  auto s1 = m1.model->state_dict(), s2 = m2.model->state_dict();
+  REQUIRE(s1.size() == s2.size());
+  for (size_t i = 0; i < s1.size(); ++i) check_exact(s1[i].second, s2[i].second, s1[i].first);
+}
+
+// Ops without a CUDA path refuse device tensors with an error naming the op (no crash).
+TEST_CASE("cuda: ops without a CUDA path say so" * doctest::skip(no_gpu())) {
+  const Tensor x = rnd({2, 5}, 90).to_device(Device::cuda);
+  CHECK_THROWS_WITH_AS(log_softmax(x), doctest::Contains("log_softmax"), Error);
+  CHECK_THROWS_WITH_AS(kl_div(x, x), doctest::Contains("kl_div"), Error);
+  CHECK_THROWS_WITH_AS(add(Tensor::zeros({2}, DType::f64, Device::cuda), Tensor::zeros({2}, DType::f64, Device::cuda)),
+                       doctest::Contains("float32"), Error);
+}
