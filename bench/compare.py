@@ -73,7 +73,7 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--scaling-model", default="resnet20",
-                    help="model of the lowbit 1-thread vs --threads line ('' to skip)")
+                    help="model of the lowbit 1-thread vs --threads line ('' or none to skip)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: resnet20 only (unless --models), --batch 16 --rounds 1 --iters 2 "
                     "--warmup 1 (numbers meaningless)")
@@ -133,7 +133,7 @@ def main():
                     m, c, rnd + 1, lb["train_img_per_s"], lb["eval_img_per_s"], tc["train_img_per_s"],
                     tc["eval_img_per_s"]))
     scaling = []  # (1-thread JSON, T-thread JSON) per round
-    if a.scaling_model and a.threads > 1:
+    if a.scaling_model and a.scaling_model != "none" and a.threads > 1:
         for rnd in range(a.rounds):
             if rnd % 2 == 0:
                 one = lowbit_run(a.scaling_model, "fp", 1, rnd); many = lowbit_run(a.scaling_model, "fp", a.threads, rnd)
