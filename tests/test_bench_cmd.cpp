@@ -9,18 +9,11 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-namespace {
+#include "tests/run_cli.h"
 
-std::string run_lowbit(const char* bin, const std::string& args, int& status) {
-  std::string out;
-  FILE* p = popen((std::string(bin) + " " + args + " 2>&1").c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  status = pclose(p);
-  return out;
-}
+using lowbit::test::run_lowbit;
+
+namespace {
 
 // The JSON line of bench's output (the one starting with '{').
 nlohmann::json json_line(const std::string& out) {

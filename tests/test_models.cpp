@@ -11,8 +11,10 @@
 #include "core/rng.h"
 #include "models/models.h"
 #include "models/resnet_cifar.h"
+#include "tests/run_cli.h"
 
 using namespace lowbit;
+using lowbit::test::run_lowbit;
 
 namespace {
 
@@ -327,16 +329,7 @@ TEST_CASE("models: lowbit info prints the layer table and rejects unknown models
     MESSAGE("LOWBIT_BIN not set (run through make test): skipping the command-line check");
     return;
   }
-  auto run = [&](const std::string& args, int& status) {
-    std::string out;
-    FILE* p = popen((std::string(bin) + " " + args + " 2>&1").c_str(), "r");
-    REQUIRE(p != nullptr);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    status = pclose(p);
-    return out;
-  };
+  auto run = [&](const std::string& args, int& status) { return run_lowbit(bin, args, status); };
   int status = 0;
   std::string out = run("info --model resnet20", status);
   CHECK(status == 0);
