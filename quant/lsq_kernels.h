@@ -144,14 +144,12 @@ void lsq_backward_cpu(T* gx, T* gs, T* gbeta, const T* gy, const T* x, const T* 
     else
       lsq_backward_block<T, false>(gx, gy, x, b, e, sc, off, lo, hi, clipped, ps[(size_t)k], pb[(size_t)k]);
   });
+  std::vector<double> ts((size_t)channels), tb((size_t)channels);
+  add_block_sums(ts.data(), ps.data(), channels, inner);
+  add_block_sums(tb.data(), pb.data(), channels, inner);
   for (int64_t c = 0; c < channels; ++c) {
-    double ts = 0, tb = 0;
-    for (int64_t k = 0; k < nb; ++k) {
-      ts += ps[(size_t)(c * nb + k)];
-      tb += pb[(size_t)(c * nb + k)];
-    }
-    if (gs) gs[c] = (T)(grad_scale * ts);
-    if (gbeta) gbeta[c] = (T)(beta_scale * tb);
+    if (gs) gs[c] = (T)(grad_scale * ts[(size_t)c]);
+    if (gbeta) gbeta[c] = (T)(beta_scale * tb[(size_t)c]);
   }
 }
 

@@ -29,28 +29,28 @@ void for_channel_blocks(int64_t channels, int64_t inner, int64_t cost_per_item, 
   });
 }
 
+// out[c] = the sum of channel c's block sums part[c * reduce_blocks(inner) + j], in block order.
+inline void add_block_sums(double* out, const double* part, int64_t channels, int64_t inner) {
+  const int64_t nb = reduce_blocks(inner);
+  for (int64_t c = 0; c < channels; ++c) {
+    double acc = 0;
+    for (int64_t j = 0; j < nb; ++j) acc += part[c * nb + j];
+    out[c] = acc;
+  }
+}
+
 // For every channel c of a (channels, inner) layout: out[c] = sum over i in channel c of f(i),
 // accumulated in double. f(i) may also write per-element outputs at index i (it is called exactly
 // once per element). out: (channels).
 template <class F>
 void channel_block_sums(double* out, int64_t channels, int64_t inner, F f) {
-  const int64_t nb = (inner + kReduceBlock - 1) / kReduceBlock;  // blocks per channel
-  std::vector<double> part((size_t)(channels * nb), 0.0);
-  parallel_for(channels * nb, kReduceBlock, [&](int64_t b0, int64_t b1) {
-    for (int64_t k = b0; k < b1; ++k) {
-      const int64_t c = k / nb, blk = k % nb;
-      const int64_t lo = c * inner + blk * kReduceBlock;
-      const int64_t hi = c * inner + std::min(inner, (blk + 1) * kReduceBlock);
-      double acc = 0;
-      for (int64_t i = lo; i < hi; ++i) acc += f(i);
-      part[(size_t)k] = acc;
-    }
-  });
-  for (int64_t c = 0; c < channels; ++c) {
+  std::vector<double> part((size_t)(channels * reduce_blocks(inner)));
+  for_channel_blocks(channels, inner, 1, [&](int64_t k, int64_t, int64_t lo, int64_t hi) {
     double acc = 0;
-    for (int64_t b = 0; b < nb; ++b) acc += part[(size_t)(c * nb + b)];
-    out[c] = acc;
-  }
+    for (int64_t i = lo; i < hi; ++i) acc += f(i);
+    part[(size_t)k] = acc;
+  });
+  add_block_sums(out, part.data(), channels, inner);
 }
 
 }  // namespace lowbit
