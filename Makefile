@@ -32,9 +32,11 @@ ifeq ($(GPU),auto)
   endif
 endif
 
-# -std=c++17 (ISO, not gnu++17) keeps GCC from contracting a*b+c into FMAs, which METHODS.md asks
-# of the quantizer arithmetic; kernels that want FMAs use them explicitly.
-CXXFLAGS := -std=c++17 $(OPT) -fopenmp -Wall -Wextra -Wno-unused-parameter -I. \
+# -ffp-contract=off: GCC must not contract a*b+c into an FMA, which METHODS.md asks of the
+# quantizer arithmetic (a level must be the written expression's, and the CUDA build's, to the bit);
+# kernels that want FMAs use them explicitly. For C++ GCC contracts by default even with an ISO
+# -std (only C's -std turns it off): the GPU tests caught LSQ+ levels one ulp off this way.
+CXXFLAGS := -std=c++17 $(OPT) -ffp-contract=off -fopenmp -Wall -Wextra -Wno-unused-parameter -I. \
             -I/usr/include/x86_64-linux-gnu/openblas-pthread -MMD -MP
 LDLIBS := -fopenmp -lopenblas -lpthread -lm $(LDSAN)
 
