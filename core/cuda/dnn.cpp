@@ -188,16 +188,21 @@ void conv2d_backward_bias(float* gb, const float* gy, const ConvShape& s) {
 }
 
 namespace {
-// Per-channel ones/zeros standing in for an absent affine weight/bias (cuDNN wants both).
+// Per-channel ones/zeros standing in for an absent affine weight/bias (cuDNN wants both); made
+// only when one is absent, so an affine batch norm launches no fill kernels.
 struct AffineDefaults {
-  float* p;
-  size_t bytes;
-  explicit AffineDefaults(int64_t c) : p((float*)cuda_alloc((size_t)c * 2 * sizeof(float))),
-                                       bytes((size_t)c * 2 * sizeof(float)) {
+  float* p = nullptr;
+  size_t bytes = 0;
+  AffineDefaults(int64_t c, bool needed) {
+    if (!needed) return;
+    bytes = (size_t)c * 2 * sizeof(float);
+    p = (float*)cuda_alloc(bytes);
     fill(p, 1.f, c);
     fill(p + c, 0.f, c);
   }
-  ~AffineDefaults() { cuda_free(p, bytes); }
+  ~AffineDefaults() {
+    if (p) cuda_free(p, bytes);
+  }
 };
 }  // namespace
 
@@ -208,7 +213,7 @@ void batch_norm_forward(float* y, float* save_mean, float* save_invstd, const fl
   const char* op = "batch_norm2d";
   LB_CHECK(eps >= CUDNN_BN_MIN_EPSILON, op, ": cuDNN needs eps >= ", CUDNN_BN_MIN_EPSILON, ", got ", eps);
   TensorDesc xd(n, c, h, w, op), pd(1, c, 1, 1, op);
-  AffineDefaults def(c);
+  AffineDefaults def(c, !weight || !bias);
   const float* sc = weight ? weight : def.p;
   const float* bi = bias ? bias : def.p + c;
   const float one = 1.f, zero = 0.f;
@@ -235,7 +240,7 @@ void batch_norm_backward(float* gx, float* gweight, float* gbias, const float* g
     return;
   }
   TensorDesc xd(n, c, h, w, op), pd(1, c, 1, 1, op);
-  AffineDefaults def(c);
+  AffineDefaults def(c, !weight);
   const float* sc = weight ? weight : def.p;
   const float one = 1.f, zero = 0.f;
   // cuDNN writes dx unconditionally: give it scratch when x needs no gradient.

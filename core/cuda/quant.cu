@@ -9,26 +9,35 @@
 #include "core/cuda/common.cuh"
 #include "core/cuda/kernels.h"
 #include "core/device_memory.h"
+#include "core/error.h"
 
 namespace lowbit {
 namespace cuda {
 
 namespace {
 
-// out[c] = Σ_{i < inner} v[c*inner + i]: one block per channel, each thread a fixed strided
-// subsequence, then a shared-memory tree: the same order on every run.
-__global__ void channel_sum_k(double* out, const double* v, int64_t inner) {
+// Per-channel sums in a fixed order, whatever the GPU: channel c's `inner` values are cut into
+// chunks of kChunk; one block sums a chunk (each thread a fixed strided subsequence, then a
+// shared-memory tree), and a second pass adds a channel's chunk sums the same way. No atomics, so
+// a run is bit-reproducible. (One block per channel was the first version: an activation quantizer
+// is one channel of millions of values, and that single block made LSQ's backward the slowest
+// part of a QAT step at batch 512.)
+constexpr int64_t kChunk = 8192;
+
+// out[c * chunks + k] = Σ of chunk k of channel c; grid (chunks, channels).
+__global__ void chunk_sum_k(double* out, const double* v, int64_t inner, int64_t chunks) {
   __shared__ double part[kThreads];
-  const int64_t c = blockIdx.x;
+  const int64_t c = blockIdx.y, k = blockIdx.x;
+  const int64_t b = k * kChunk, e = b + kChunk < inner ? b + kChunk : inner;
   double acc = 0;
-  for (int64_t i = threadIdx.x; i < inner; i += kThreads) acc += v[c * inner + i];
+  for (int64_t i = b + threadIdx.x; i < e; i += kThreads) acc += v[c * inner + i];
   part[threadIdx.x] = acc;
   __syncthreads();
   for (int s = kThreads / 2; s > 0; s >>= 1) {
     if ((int)threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
     __syncthreads();
   }
-  if (threadIdx.x == 0) out[c] = part[0];
+  if (threadIdx.x == 0) out[c * chunks + k] = part[0];
 }
 
 __global__ void scale_store_k(float* dst, const double* src, double scale, int64_t n) {
@@ -44,12 +53,25 @@ struct DeviceBuf {
   double* d() const { return (double*)p; }
 };
 
+// sums[c] = Σ_{i < inner} v[c*inner + i] (device buffer of `channels` doubles).
+void channel_sums(double* sums, const double* v, int64_t channels, int64_t inner, const char* op) {
+  if (channels == 0) return;
+  const int64_t chunks = inner > 0 ? (inner + kChunk - 1) / kChunk : 1;
+  LB_CHECK(channels <= 65535 && chunks <= 0x7fffffff, op, ": ", channels, " channels of ", inner,
+           " values is beyond the reduction's grid");
+  DeviceBuf part((size_t)(channels * chunks) * sizeof(double));
+  chunk_sum_k<<<dim3((unsigned)chunks, (unsigned)channels), kThreads, 0, stream()>>>(part.d(), v,
+                                                                                    inner, chunks);
+  LB_CUDA_LAUNCHED(op);
+  chunk_sum_k<<<dim3(1, (unsigned)channels), kThreads, 0, stream()>>>(sums, part.d(), chunks, 1);
+  LB_CUDA_LAUNCHED(op);
+}
+
 // dst[c] = (float)(scale · Σ contributions of channel c).
 void reduce_channels(float* dst, const double* contrib, double scale, int64_t channels,
                      int64_t inner, const char* op) {
   DeviceBuf sums((size_t)channels * sizeof(double));
-  channel_sum_k<<<(unsigned)channels, kThreads, 0, stream()>>>(sums.d(), contrib, inner);
-  LB_CUDA_LAUNCHED(op);
+  channel_sums(sums.d(), contrib, channels, inner, op);
   LB_LAUNCH(op, scale_store_k, channels, dst, sums.d(), scale, channels);
 }
 
@@ -412,9 +434,8 @@ void dorefa_w_backward(float* gw, const float* gy, const float* w, const float* 
   if (n == 0) return;
   DeviceBuf cg((size_t)n * sizeof(double)), ct((size_t)n * sizeof(double)), sums(2 * sizeof(double));
   LB_LAUNCH("dorefa_w backward", dorefa_w_contrib_k, n, cg.d(), ct.d(), gy, w, m, n);
-  channel_sum_k<<<1, kThreads, 0, stream()>>>(sums.d(), cg.d(), n);
-  channel_sum_k<<<1, kThreads, 0, stream()>>>(sums.d() + 1, ct.d(), n);
-  LB_CUDA_LAUNCHED("dorefa_w backward");
+  channel_sums(sums.d(), cg.d(), 1, n, "dorefa_w backward");
+  channel_sums(sums.d() + 1, ct.d(), 1, n, "dorefa_w backward");
   LB_LAUNCH("dorefa_w backward", dorefa_w_bwd_k, n, gw, gy, w, m, sums.d(), n);
 }
 
