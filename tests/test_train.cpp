@@ -76,7 +76,8 @@ TEST_CASE("train: interrupted and resumed run ends with identical weights") {
   train(b);
   TrainConfig r = small_config("ignored");
   r.resume = b.out + "/model.safetensors";
-  train(r);
+  const TrainResult rr = train(r);
+  CHECK(rr.out_dir == b.out);  // the resumed run's own directory, not the ignored --out
   SafetensorsFile fa = load_safetensors(a.out + "/model.safetensors");
   SafetensorsFile fb = load_safetensors(b.out + "/model.safetensors");
   REQUIRE(fa.tensors.size() == fb.tensors.size());

@@ -40,7 +40,9 @@ int cmd_train(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--ste", c.ste, "default | fp (full-precision backward of quantized layers)")
       ->capture_default_str();
-  app.add_option("--resume", c.resume, "continue the run whose model checkpoint this is");
+  app.add_option("--resume", c.resume,
+                 "continue the run whose model checkpoint this is (its settings; --threads, "
+                 "--device, --deterministic, --stop-after and --no-progress are this command's)");
   bool no_augment = false;
   app.add_flag("--no-augment", no_augment, "no random crop and flip");
   app.add_option("--limit-train", c.limit_train, "use only the first N training images")->capture_default_str();
@@ -62,7 +64,7 @@ int cmd_train(int argc, char** argv) {
   for (int i = 0; i < argc; ++i) c.command_line += std::string(i ? " " : "lowbit ") + argv[i];
   TrainResult r = train(c);
   std::printf("final test accuracy %.2f%% (best %.2f%%), %.1f s per epoch; run in %s\n",
-              100 * r.final_test_acc, 100 * r.best_test_acc, r.seconds_per_epoch, c.out.c_str());
+              100 * r.final_test_acc, 100 * r.best_test_acc, r.seconds_per_epoch, r.out_dir.c_str());
   return 0;
 }
 

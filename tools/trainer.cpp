@@ -256,7 +256,8 @@ TrainResult train(const TrainConfig& cfg_in) {
   std::string state_path;
   nlohmann::json resume_state;
   if (!cfg.resume.empty()) {
-    // Settings come from the interrupted run; only how it runs (threads, display, stop) is new.
+    // Settings come from the interrupted run; only how it runs (threads, device, deterministic
+    // mode, display, stop) is this invocation's: checkpoints are device-independent.
     state_path = dir_of(cfg.resume) + "/train_state.safetensors";
     SafetensorsFile st = load_safetensors(state_path);
     LB_CHECK(st.metadata.count("config"), "train: '", state_path, "' has no saved config");
@@ -264,6 +265,8 @@ TrainResult train(const TrainConfig& cfg_in) {
     saved.threads = cfg.threads;
     saved.progress = cfg.progress;
     saved.stop_after_epochs = cfg.stop_after_epochs;
+    saved.device = cfg.device;
+    saved.deterministic = cfg.deterministic;
     saved.resume = cfg.resume;
     saved.out = dir_of(cfg.resume);
     cfg = saved;
@@ -347,6 +350,7 @@ TrainResult train(const TrainConfig& cfg_in) {
   }
 
   TrainResult res;
+  res.out_dir = cfg.out;
   double epoch_seconds_sum = 0;
   int64_t epochs_timed = 0;
   Progress progress(cfg.progress);

@@ -53,6 +53,7 @@ struct TrainResult {
   double final_train_acc = 0, final_train_loss = 0;
   double seconds_per_epoch = 0;
   int64_t epochs_done = 0;
+  std::string out_dir;  // the run directory (a resumed run's own, not --out)
 };
 
 TrainResult train(const TrainConfig& cfg);
