@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "core/cuda/kernels.h"
+
 namespace lowbit {
 
 Ste parse_ste(const std::string& s, const char* op) {
@@ -59,8 +61,12 @@ int64_t check_param_shape(const Tensor& x, const Tensor& p, bool per_channel, co
 }
 
 void check_positive(const Tensor& p, const char* op, const char* arg) {
-  // Reads the values on the host: fine for the CPU backend; a device build checks in the kernel.
-  if (p.device() != Device::cpu) return;
+  // On the GPU a kernel checks and the error comes at the next host read (core/cuda/checks.cu).
+  if (p.device() == Device::cuda) {
+    check_cuda_f32(p, op);
+    cuda_check_positive(p.data<float>(), p.numel(), str_cat(op, ": '", arg, "'"));
+    return;
+  }
   std::vector<double> v = p.to_vector<double>();
   for (size_t i = 0; i < v.size(); ++i)
     LB_CHECK(v[i] > 0 && std::isfinite(v[i]), op, ": '", arg, "' must be > 0, got ", v[i],

@@ -422,3 +422,26 @@ TEST_CASE("cuda: ops without a CUDA path say so" * doctest::skip(no_gpu())) {
   CHECK_THROWS_WITH_AS(add(Tensor::zeros({2}, DType::f64, Device::cuda), Tensor::zeros({2}, DType::f64, Device::cuda)),
                        doctest::Contains("float32"), Error);
 }
+
+TEST_CASE("cuda: a step size or clip value that is not positive is an error, as on the cpu" *
+          doctest::skip(no_gpu())) {
+  // The CPU refuses at the call; the GPU checks in a kernel and reports at the next host read
+  // (core/cuda/checks.cu). A trained APoT alpha that went negative ran on silently before.
+  const Tensor x = rnd({4, 8}, 91).to_device(Device::cuda);
+  LsqOptions lo;
+  lo.bits = 4;
+  CHECK_THROWS_WITH_AS(lsq_quantize(x, Tensor::full({1}, -0.1).to_device(Device::cuda), lo)
+                           .to_device(Device::cpu),
+                       doctest::Contains("'s' must be > 0"), Error);
+  ApotOptions ao;
+  ao.bits = 2;
+  CHECK_THROWS_WITH_AS(
+      {
+        apot_quantize_weight(x, Tensor::full({1}, -1.85).to_device(Device::cuda), ao);
+        cuda_synchronize();
+      },
+      doctest::Contains("'alpha' must be > 0"), Error);
+  // The failed check is cleared: valid values afterwards run and read back normally.
+  const Tensor y = lsq_quantize(x, Tensor::full({1}, 0.2).to_device(Device::cuda), lo);
+  CHECK(y.to_device(Device::cpu).numel() == 32);
+}

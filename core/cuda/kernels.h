@@ -21,6 +21,11 @@ std::string cuda_describe();   // "CUDA built in (...); device 0: ..." or why th
 void cuda_set_deterministic(bool on);
 bool cuda_deterministic();
 
+// p[0..n) on the device must be > 0 and finite; checked by a kernel and reported (an Error whose
+// message starts with `what`) at the next copy to or from the host or cuda_synchronize
+// (core/cuda/checks.cu says why it is deferred).
+void cuda_check_positive(const float* p, int64_t n, const std::string& what);
+
 // True when any defined tensor of `ts` is on cuda; then all must be (error names op and input).
 bool on_cuda(const char* op, std::initializer_list<const Tensor*> ts,
              std::initializer_list<const char*> names);

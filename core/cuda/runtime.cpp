@@ -147,10 +147,13 @@ void cuda_copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_
   const cudaMemcpyKind kind = dst_dev == Device::cuda ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost;
   LB_CUDA("cuda_copy", cudaMemcpyAsync(dst, src, bytes, kind, s));
   LB_CUDA("cuda_copy", cudaStreamSynchronize(s));
+  cuda::poll_checks();
 }
 
 void cuda_synchronize() {
-  if (cuda_available()) LB_CUDA("cuda_synchronize", cudaStreamSynchronize(cuda::stream()));
+  if (!cuda_available()) return;
+  LB_CUDA("cuda_synchronize", cudaStreamSynchronize(cuda::stream()));
+  cuda::poll_checks();
 }
 
 std::string cuda_describe() {

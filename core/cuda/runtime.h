@@ -21,6 +21,10 @@ cudnnHandle_t cudnn();
 // previous user has been queued before the next one can overwrite it).
 void* workspace(size_t bytes);
 
+// Reads the pending device-side argument checks (core/cuda/checks.cu), throwing for a failed one;
+// called wherever the host has just waited for the stream.
+void poll_checks();
+
 [[noreturn]] void fail_cuda(const char* op, const char* call, cudaError_t e);
 [[noreturn]] void fail_cublas(const char* op, const char* call, cublasStatus_t s);
 [[noreturn]] void fail_cudnn(const char* op, const char* call, cudnnStatus_t s);

@@ -21,6 +21,7 @@ void cuda_free(void*, size_t) {}
 void cuda_memset_zero(void*, size_t) { no_cuda("cuda_memset_zero"); }
 void cuda_copy(void*, Device, const void*, Device, size_t) { no_cuda("cuda_copy"); }
 void cuda_synchronize() {}
+void cuda_check_positive(const float*, int64_t, const std::string&) { no_cuda("cuda_check_positive"); }
 std::string cuda_describe() { return "CUDA not built in (CPU-only build; `make GPU=1` adds it)"; }
 void cuda_set_deterministic(bool on) { g_deterministic = on; }
 bool cuda_deterministic() { return g_deterministic; }
