@@ -1,22 +1,25 @@
-// Direct stride-1 float32 convolution on padded planes (see conv_direct.h for the idea).
+// Direct float32 convolution on padded planes (see conv_direct.h for the idea; the register tiles
+// are conv_direct_tiles.h, written against core/cpu/simd.h, so they run at the build's full vector
+// width: AVX-512 or AVX2).
 //
-// Forward tile: MR output channels x 16 grid positions, summed over every (channel, kh, kw) tap
-// in registers: per tap two vector loads of the shifted plane, MR broadcasts of packed weights and
-// 2*MR fused multiply-adds. Weight-gradient tile: up to 6 taps x 16 output channels, summed over
-// the image's positions: per position two vector loads of dy (stored position-major) and one
-// broadcast of the shifted plane per tap. Both sum in a fixed order.
+// Forward: per image, tiles of output channels x grid positions, cache-blocked over channel groups
+// and tap ranges. Weight gradient: dy is copied onto the same grid (zero in the columns the grid
+// throws away), and each tile of output channels x taps sums dy times the shifted planes over a
+// batch of images. Both sum in a fixed order.
 #include "core/cpu/conv_direct.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <vector>
 
 #include "core/cpu/conv_util.h"
 #include "core/error.h"
+#include "core/cpu/simd.h"
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
+#ifdef LB_SIMD
+#include "core/cpu/conv_direct_tiles.h"
 #define LB_CONV_DIRECT 1
 #endif
 
@@ -29,24 +32,23 @@ bool conv_direct_data_supported(const ConvGeom&) { return false; }
 bool conv_direct_preferred(const ConvGeom&) { return false; }
 bool conv_direct_data_preferred(const ConvGeom&) { return false; }
 void conv2d_forward_direct(float*, const float*, const float*, const float*, const ConvGeom&) {
-  LB_FAIL("conv2d_forward_direct: this build has no AVX2/FMA kernels");
+  LB_FAIL("conv2d_forward_direct: this build has no AVX2/FMA or AVX-512 kernels");
 }
 void conv2d_backward_data_direct(float*, const float*, const float*, const ConvGeom&) {
-  LB_FAIL("conv2d_backward_data_direct: this build has no AVX2/FMA kernels");
+  LB_FAIL("conv2d_backward_data_direct: this build has no AVX2/FMA or AVX-512 kernels");
 }
 void conv2d_backward_weight_direct(float*, const float*, const float*, const ConvGeom&) {
-  LB_FAIL("conv2d_backward_weight_direct: this build has no AVX2/FMA kernels");
+  LB_FAIL("conv2d_backward_weight_direct: this build has no AVX2/FMA or AVX-512 kernels");
 }
 
 #else
 
 namespace {
 
-constexpr int64_t kTileQ = 16;  // grid positions per forward tile: two 8-float vectors
-constexpr int kMaxMR = 6;       // 12 accumulators + 2 inputs + 1 broadcast = 15 of 16 registers
-constexpr int64_t kWgradImages = 8;       // weight gradient: images per pass
-constexpr int64_t kPassO = 96;            // forward: output channels per pass
-constexpr int64_t kPassBytes = 160 << 10;  // forward: packed weights per pass (of a 512 KB L2)
+using conv_tiles::W;
+constexpr int64_t kWgradImages = 8;        // weight gradient: images per pass
+constexpr int64_t kPassO = 96;             // forward: output channels per pass
+constexpr int64_t kPassBytes = 160 << 10;  // forward: packed weights per pass (fits L2)
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
@@ -60,11 +62,15 @@ struct Grid {
   int64_t Q = 0, Qr = 0;   // grid positions OH * Wp, and that rounded up to the tile width
 };
 
+// Grid positions of a geometry's output: OH rows of the (phase) plane width.
+int64_t grid_positions(const ConvGeom& g) { return g.OH * ((g.W + 2 * g.pw + g.sw - 1) / g.sw); }
+
 // Stride s > 1 splits the zero-padded image into s x s phase planes, phase (a, b) holding the
 // padded pixels (s*i + a, s*j + b) at (i, j). Output (oh, ow) then reads tap (kh, kw) from phase
 // ((kh*dh) % sh, (kw*dw) % sw) at (oh + (kh*dh)/sh, ow + (kw*dw)/sw): on the phase planes every
 // tap is again a constant offset from the output position, as at stride 1 (one phase).
-Grid make_grid(const ConvGeom& g) {
+// Positions are computed in tiles of `tile` (a multiple of the vector width).
+Grid make_grid(const ConvGeom& g, int64_t tile) {
   Grid r;
   r.C = g.C, r.H = g.H, r.W = g.W, r.ph = g.ph, r.pw = g.pw, r.sh = g.sh, r.sw = g.sw;
   r.Hp = (g.H + 2 * g.ph + g.sh - 1) / g.sh, r.Wp = (g.W + 2 * g.pw + g.sw - 1) / g.sw;
@@ -73,10 +79,10 @@ Grid make_grid(const ConvGeom& g) {
   LB_CHECK(r.OH + reach_h <= r.Hp && r.OW + reach_w <= r.Wp, "conv2d direct: output ", r.OH, "x",
            r.OW, " does not fit phase planes of ", r.Hp, "x", r.Wp);
   r.Q = r.OH * r.Wp;
-  r.Qr = round_up(r.Q, kTileQ);
+  r.Qr = round_up(r.Q, tile);
   // The last tile reads up to index (Qr - 1) + reach_h*Wp + reach_w, and (OH + reach_h)*Wp <=
   // Hp*Wp: so a plane needs Hp*Wp + (Qr - Q) + reach_w floats.
-  r.plane = round_up(r.Hp * r.Wp + (r.Qr - r.Q) + reach_w, 8);
+  r.plane = round_up(r.Hp * r.Wp + (r.Qr - r.Q) + reach_w, W);
   r.cstride = g.sh * g.sw * r.plane;
   return r;
 }
@@ -91,15 +97,19 @@ void fill_planes(float* xp, const float* x, const Grid& gr) {
                     (size_t)gr.W * sizeof(float));
     return;
   }
+  // Where column w of an input row lands within the phase row of its phase (computed once:
+  // a division per pixel costs more than the copy).
+  std::vector<int64_t> col_at((size_t)gr.W);
+  for (int64_t w = 0; w < gr.W; ++w) {
+    const int64_t col = w + gr.pw;
+    col_at[(size_t)w] = (col % gr.sw) * gr.plane + col / gr.sw;
+  }
   for (int64_t c = 0; c < gr.C; ++c)
     for (int64_t h = 0; h < gr.H; ++h) {
       const int64_t r = h + gr.ph;
       float* row = xp + c * gr.cstride + (r % gr.sh) * gr.sw * gr.plane + (r / gr.sh) * gr.Wp;
       const float* src = x + (c * gr.H + h) * gr.W;
-      for (int64_t w = 0; w < gr.W; ++w) {
-        const int64_t col = w + gr.pw;
-        row[(col % gr.sw) * gr.plane + col / gr.sw] = src[w];
-      }
+      for (int64_t w = 0; w < gr.W; ++w) row[col_at[(size_t)w]] = src[w];
     }
 }
 
@@ -122,17 +132,18 @@ struct Block {
   int64_t group, o, mr, packed;
 };
 
-// Cuts each group's output channels into blocks of up to kMaxMR and packs w (O, K) so that a
-// block's weights for one tap are mr consecutive floats.
+// Cuts each group's output channels into equal blocks of at most max_mr (16 channels into two of
+// 8 rather than 12 + 4: a thin last block wastes its loads) and packs w (O, K) so that a block's
+// weights for one tap are mr consecutive floats.
 std::vector<Block> pack_weights(std::vector<float>& packed, const float* w, int64_t O,
-                                int64_t groups, int64_t K) {
+                                int64_t groups, int64_t K, int64_t max_mr) {
   std::vector<Block> blocks;
   packed.resize((size_t)(O * K));
-  const int64_t og = O / groups;
+  const int64_t og = O / groups, nblocks = (og + max_mr - 1) / max_mr;
   int64_t at = 0;
   for (int64_t gi = 0; gi < groups; ++gi)
-    for (int64_t o = gi * og; o < (gi + 1) * og; o += kMaxMR) {
-      const int64_t mr = std::min<int64_t>(kMaxMR, (gi + 1) * og - o);
+    for (int64_t bi = 0; bi < nblocks; ++bi) {
+      const int64_t o = gi * og + bi * og / nblocks, mr = gi * og + (bi + 1) * og / nblocks - o;
       blocks.push_back({gi, o, mr, at});
       for (int64_t k = 0; k < K; ++k)
         for (int64_t i = 0; i < mr; ++i) packed[(size_t)(at + k * mr + i)] = w[(o + i) * K + k];
@@ -141,75 +152,64 @@ std::vector<Block> pack_weights(std::vector<float>& packed, const float* w, int6
   return blocks;
 }
 
-// out[i][0..16) (+)= sum over taps k of wp[k][i] * xp[koff[k] + 0..16), i < MR; with accumulate
-// the sum starts from out's current values (the previous block of taps).
-template <int MR>
-void fwd_tile(float* out, int64_t ldo, const float* xp, const int64_t* koff, int64_t K,
-              const float* wp, bool accumulate) {
-  __m256 acc0[MR], acc1[MR];
-#pragma GCC unroll 6
-  for (int i = 0; i < MR; ++i) {
-    acc0[i] = accumulate ? _mm256_loadu_ps(out + i * ldo) : _mm256_setzero_ps();
-    acc1[i] = accumulate ? _mm256_loadu_ps(out + i * ldo + 8) : _mm256_setzero_ps();
+// Tile shape (channels x position vectors) for a layer: the fewest loads per multiply-add, after
+// the waste of rounding the channels up to equal blocks and the grid up to whole tiles.
+struct TileShape {
+  int nq;
+  int64_t max_mr;
+};
+
+TileShape pick_tile(const ConvGeom& g) {
+  static const char* force = std::getenv("LB_CONV_NQ");  // experiments: a fixed nq
+  const int64_t og = g.O / g.groups, q = grid_positions(g);
+  TileShape best{1, conv_tiles::max_mr(1)};
+  double best_cost = 1e300;
+  for (int nq = 1; nq <= conv_tiles::kMaxNQ; ++nq) {
+    if (force && nq != std::atoi(force)) continue;
+    const int64_t mmr = conv_tiles::max_mr(nq), nblocks = (og + mmr - 1) / mmr;
+    const int64_t mr = (og + nblocks - 1) / nblocks;  // the largest block
+    const double loads_per_fma = (double)(nq + mr) / (double)(nq * mr);
+    const double fma_waste = (double)(nblocks * mr) / og * (double)round_up(q, nq * W) / q;
+    // Cycles per tap and tile: MR*NQ multiply-adds on two FMA pipes, or NQ + MR loads on three
+    // load ports, whichever is slower; per useful multiply-add, after the waste.
+    const double cost = fma_waste * std::max(0.5, loads_per_fma / 3.0);
+    if (cost < best_cost) best_cost = cost, best = {nq, mmr};
   }
-  for (int64_t k = 0; k < K; ++k) {
-    const float* p = xp + koff[k];
-    const __m256 b0 = _mm256_loadu_ps(p), b1 = _mm256_loadu_ps(p + 8);
-    const float* a = wp + k * MR;
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; ++i) {
-      const __m256 ai = _mm256_broadcast_ss(a + i);
-      acc0[i] = _mm256_fmadd_ps(ai, b0, acc0[i]);
-      acc1[i] = _mm256_fmadd_ps(ai, b1, acc1[i]);
-    }
-  }
-#pragma GCC unroll 6
-  for (int i = 0; i < MR; ++i) {
-    _mm256_storeu_ps(out + i * ldo, acc0[i]);
-    _mm256_storeu_ps(out + i * ldo + 8, acc1[i]);
-  }
+  return best;
 }
 
-void fwd_tile_any(int64_t mr, float* out, int64_t ldo, const float* xp, const int64_t* koff,
-                  int64_t K, const float* wp, bool acc) {
-  switch (mr) {
-    case 1: return fwd_tile<1>(out, ldo, xp, koff, K, wp, acc);
-    case 2: return fwd_tile<2>(out, ldo, xp, koff, K, wp, acc);
-    case 3: return fwd_tile<3>(out, ldo, xp, koff, K, wp, acc);
-    case 4: return fwd_tile<4>(out, ldo, xp, koff, K, wp, acc);
-    case 5: return fwd_tile<5>(out, ldo, xp, koff, K, wp, acc);
-    default: return fwd_tile<6>(out, ldo, xp, koff, K, wp, acc);
-  }
-}
-
-// y (N, O, OH, OW) = conv(x, w) (+ b) for stride 1: the forward pass, and the data gradient
-// through the flipped-and-transposed geometry.
+// y (N, O, OH, OW) = conv(x, w) (+ b): the forward pass, and the data gradient through the
+// flipped-and-transposed geometry.
 void conv_on_grid(float* y, const float* x, const float* w, const float* b, const ConvGeom& g) {
-  const Grid gr = make_grid(g);
+  const TileShape ts = pick_tile(g);
+  const int nq = ts.nq;
+  const int64_t tile = nq * W, max_mr = ts.max_mr;
+  const Grid gr = make_grid(g, tile);
   const int64_t cg = g.C / g.groups, K = cg * g.KH * g.KW, ohw = g.OH * g.OW;
   const std::vector<int64_t> koff = tap_offsets(cg, g, gr);
   std::vector<float> packed;
-  const std::vector<Block> blocks = pack_weights(packed, w, g.O, g.groups, K);
+  const std::vector<Block> blocks = pack_weights(packed, w, g.O, g.groups, K, max_mr);
   conv_for_image_chunks(g.N, g.O * K * ohw, [&](int64_t, int64_t n0, int64_t n1) {
     std::vector<float> xp((size_t)(g.C * gr.cstride), 0.0f), yg((size_t)(g.O * gr.Qr));
     for (int64_t n = n0; n < n1; ++n) {
       fill_planes(xp.data(), x + n * g.C * g.H * g.W, gr);
       // Cache blocking: a pass takes a group of channel blocks (at most kPassO channels) and a
       // range of taps whose packed weights fit in kPassBytes (L2); inside it positions run
-      // outer and channel blocks inner, so the taps x 16 input window is read from L1 by every
+      // outer and channel blocks inner, so the taps x tile input window is read from L1 by every
       // block. Later tap ranges add onto the earlier ones: a fixed order of summation.
       for (size_t b0 = 0, b1; b0 < blocks.size(); b0 = b1) {
         int64_t chans = 0;
-        for (b1 = b0; b1 < blocks.size() && chans + blocks[b1].mr <= kPassO; ++b1) chans += blocks[b1].mr;
-        const int64_t kpass = std::max<int64_t>(kMaxMR, kPassBytes / (int64_t)sizeof(float) / chans);
+        for (b1 = b0; b1 < blocks.size() && (b1 == b0 || chans + blocks[b1].mr <= kPassO); ++b1)
+          chans += blocks[b1].mr;
+        const int64_t kpass = std::max<int64_t>(8, kPassBytes / (int64_t)sizeof(float) / chans);
         for (int64_t k0 = 0; k0 < K; k0 += kpass) {
           const int64_t kn = std::min(kpass, K - k0);
-          for (int64_t q = 0; q < gr.Qr; q += kTileQ)
+          for (int64_t q = 0; q < gr.Qr; q += tile)
             for (size_t bi = b0; bi < b1; ++bi) {
               const Block& bl = blocks[bi];
-              fwd_tile_any(bl.mr, yg.data() + bl.o * gr.Qr + q, gr.Qr,
-                           xp.data() + bl.group * cg * gr.cstride + q, koff.data() + k0, kn,
-                           packed.data() + bl.packed + k0 * bl.mr, k0 > 0);
+              conv_tiles::fwd_tile_fn(bl.mr, nq)(
+                  yg.data() + bl.o * gr.Qr + q, gr.Qr, xp.data() + bl.group * cg * gr.cstride + q,
+                  koff.data() + k0, kn, packed.data() + bl.packed + k0 * bl.mr, k0 > 0);
             }
         }
       }
@@ -224,102 +224,6 @@ void conv_on_grid(float* y, const float* x, const float* w, const float* b, cons
       }
     }
   });
-}
-
-// Weight-gradient tile, transposed: out[i][0 .. 8*NV) += sum over grid rows oh and columns
-// ow < OW of xp[koff[i] + oh*Wp + ow] * dT[oh*OW + ow][0 .. 8*NV), i < MK. dT holds dy with
-// positions as rows and (a block of) output channels as columns, so a position's channels are
-// one or two vectors and each tap's input is a broadcast: the same shape as the forward tile.
-// A batch of images for the weight gradient: their padded planes every xstride floats, their
-// position-major dy every dstride floats.
-struct Images {
-  int64_t n, xstride, dstride;
-};
-
-template <int MK, int NV>
-void wgrad_tile(float* out, int64_t ldo, const float* xp, const int64_t* koff, const float* dT,
-                int64_t ldt, const Grid& gr, const Images& ims) {
-  static_assert(NV == 1 || NV == 2, "one or two vectors of output channels");
-  // Separate accumulator arrays (not acc[MK][NV]) so that GCC keeps them all in registers.
-  __m256 acc0[MK], acc1[MK];
-  int64_t ko[MK];
-#pragma GCC unroll 6
-  for (int i = 0; i < MK; ++i) {
-    ko[i] = koff[i];
-    acc0[i] = acc1[i] = _mm256_setzero_ps();
-  }
-  // One loop over the images' positions (nested loops made GCC keep the accumulators in
-  // memory); xq walks the padded plane, skipping the Wp - OW columns at the end of each row and
-  // jumping to the next image's planes at the end of an image.
-  const float* xq = xp;
-  const float* d = dT;
-  const int64_t total = ims.n * gr.OH * gr.OW;
-  for (int64_t p = 0, ow = 0, oh = 0, im = 0; p < total; ++p) {
-    const __m256 d0 = _mm256_loadu_ps(d);
-    const __m256 d1 = NV == 2 ? _mm256_loadu_ps(d + 8) : _mm256_setzero_ps();
-#pragma GCC unroll 6
-    for (int i = 0; i < MK; ++i) {
-      const __m256 a = _mm256_broadcast_ss(xq + ko[i]);
-      acc0[i] = _mm256_fmadd_ps(a, d0, acc0[i]);
-      if (NV == 2) acc1[i] = _mm256_fmadd_ps(a, d1, acc1[i]);
-    }
-    ++xq;
-    d += ldt;
-    if (++ow == gr.OW) {
-      ow = 0;
-      xq += gr.Wp - gr.OW;
-      if (++oh == gr.OH) {
-        oh = 0;
-        ++im;
-        xq = xp + im * ims.xstride;
-        d = dT + im * ims.dstride;
-      }
-    }
-  }
-#pragma GCC unroll 6
-  for (int i = 0; i < MK; ++i) {
-    float* o = out + i * ldo;
-    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc0[i]));
-    if (NV == 2) _mm256_storeu_ps(o + 8, _mm256_add_ps(_mm256_loadu_ps(o + 8), acc1[i]));
-  }
-}
-
-template <int NV>
-void wgrad_tile_any(int64_t mk, float* out, int64_t ldo, const float* xp, const int64_t* koff,
-                    const float* dT, int64_t ldt, const Grid& gr, const Images& ims) {
-  switch (mk) {
-    case 1: return wgrad_tile<1, NV>(out, ldo, xp, koff, dT, ldt, gr, ims);
-    case 2: return wgrad_tile<2, NV>(out, ldo, xp, koff, dT, ldt, gr, ims);
-    case 3: return wgrad_tile<3, NV>(out, ldo, xp, koff, dT, ldt, gr, ims);
-    case 4: return wgrad_tile<4, NV>(out, ldo, xp, koff, dT, ldt, gr, ims);
-    case 5: return wgrad_tile<5, NV>(out, ldo, xp, koff, dT, ldt, gr, ims);
-    default: return wgrad_tile<6, NV>(out, ldo, xp, koff, dT, ldt, gr, ims);
-  }
-}
-
-// A batch of images' contribution to the transposed gradient acc (groups, K, opad): tiles of up
-// to 6 taps x 16 output channels (8 for a last block), each summed over all the batch's positions.
-// xp: the images' planes, C*plane floats apart; dT: their dy, (groups, OH*OW, opad) per image.
-void wgrad_images(float* acc, const float* dT, const float* xp, const std::vector<int64_t>& koff,
-                  const ConvGeom& g, const Grid& gr, int64_t K, int64_t opad, int64_t nimg) {
-  const int64_t cg = g.C / g.groups, ohw = g.OH * g.OW;
-  const Images ims{nimg, g.C * gr.cstride, g.groups * ohw * opad};
-  for (int64_t gi = 0; gi < g.groups; ++gi) {
-    const float* xg = xp + gi * cg * gr.cstride;
-    const float* dg = dT + gi * ohw * opad;
-    float* ag = acc + gi * K * opad;
-    for (int64_t o = 0; o < opad;) {
-      const int64_t nv = opad - o >= 16 ? 2 : 1;
-      for (int64_t k = 0; k < K; k += kMaxMR) {
-        const int64_t mk = std::min<int64_t>(kMaxMR, K - k);
-        if (nv == 2)
-          wgrad_tile_any<2>(mk, ag + k * opad + o, opad, xg, koff.data() + k, dg + o, opad, gr, ims);
-        else
-          wgrad_tile_any<1>(mk, ag + k * opad + o, opad, xg, koff.data() + k, dg + o, opad, gr, ims);
-      }
-      o += 8 * nv;
-    }
-  }
 }
 
 }  // namespace
@@ -366,22 +270,20 @@ void conv2d_backward_data_direct(float* dx, const float* dy, const float* w, con
   conv_on_grid(dx, dy, wt.data(), nullptr, t);
 }
 
+// The weight gradient with output channels in the vector lanes (conv_tiles::wgrad_tile_t): dy is
+// transposed position-major per image, channels padded to whole vectors; the sums are transposed
+// into dw at the end.
 void conv2d_backward_weight_direct(float* dw, const float* dy, const float* x, const ConvGeom& g) {
-  const Grid gr = make_grid(g);
+  const Grid gr = make_grid(g, W);
   const int64_t cg = g.C / g.groups, og = g.O / g.groups, K = cg * g.KH * g.KW, ohw = g.OH * g.OW;
-  const int64_t opad = round_up(og, 8);  // a group's output channels padded to whole vectors
+  const int64_t opad = round_up(og, W);
   const int64_t asize = g.groups * K * opad;
   const std::vector<int64_t> koff = tap_offsets(cg, g, gr);
   const int64_t chunks = conv_image_chunks(g.N);
-  // Each chunk sums its images into its own transposed buffer; the buffers are added in chunk
-  // order at the end, so the bits depend on the thread count only.
-  std::unique_ptr<float[]> partial(new float[(size_t)(chunks * asize)]);  // each chunk zeroes its own
+  std::unique_ptr<float[]> partial(new float[(size_t)(chunks * asize)]);
   conv_for_image_chunks(g.N, g.O * K * ohw, [&](int64_t chunk, int64_t n0, int64_t n1) {
     float* acc = partial.get() + chunk * asize;
     std::fill(acc, acc + asize, 0.0f);
-    // Up to kWgradImages images per pass: a tile's sums run over all their positions before
-    // they are added to acc (small images would otherwise pay that addition per image).
-    // The padding channels of dT stay zero, so their (discarded) sums stay zero too.
     const int64_t xs = g.C * gr.cstride, ds = g.groups * ohw * opad;
     const int64_t nb = std::min<int64_t>(kWgradImages, n1 - n0);
     std::vector<float> xp((size_t)(nb * xs), 0.0f), dT((size_t)(nb * ds), 0.0f);
@@ -397,10 +299,23 @@ void conv2d_backward_weight_direct(float* dw, const float* dy, const float* x, c
             for (int64_t p = 0; p < ohw; ++p) dst[p * opad] = src[p];
           }
       }
-      wgrad_images(acc, dT.data(), xp.data(), koff, g, gr, K, opad, m);
+      const conv_tiles::WgradPositions ps{m, xs, ds, g.OH, g.OW, gr.Wp};
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        const float* xg = xp.data() + gi * cg * gr.cstride;
+        const float* dg = dT.data() + gi * ohw * opad;
+        float* ag = acc + gi * K * opad;
+        for (int64_t o = 0; o < opad;) {
+          const int nv = opad - o >= 2 * W ? 2 : 1;
+          for (int64_t k = 0; k < K; k += conv_tiles::kMaxMKT) {
+            const int64_t mk = std::min<int64_t>(conv_tiles::kMaxMKT, K - k);
+            conv_tiles::wgrad_tile_t_fn(mk, nv)(ag + k * opad + o, opad, xg, koff.data() + k, dg + o,
+                                                opad, ps);
+          }
+          o += nv * W;
+        }
+      }
     }
   });
-  // Chunk sums added in chunk order (a linear pass the compiler vectorises), then transposed.
   float* total = partial.get();
   for (int64_t c = 1; c < chunks; ++c) {
     const float* __restrict p = partial.get() + c * asize;

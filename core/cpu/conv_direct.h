@@ -1,4 +1,4 @@
-// Direct convolution kernels for float32 (AVX2 + FMA): no im2col matrix.
+// Direct convolution kernels for float32 (AVX-512, or AVX2 + FMA): no im2col matrix.
 //
 // Why: the im2col + GEMM path writes a column matrix KH*KW times the size of the image and then
 // OpenBLAS copies it once more into its packed panels; for ResNet-20's 16-channel layers those two
@@ -23,7 +23,7 @@ namespace lowbit {
 
 // Forward and weight gradient: any stride (s > 1 through phase planes, see conv_direct.cpp),
 // padding and dilation, any groups but depthwise (which has its own kernels); needs a build with
-// AVX2 and FMA. The data gradient also needs stride 1 and padding at most the dilated kernel
+// AVX2 and FMA (or AVX-512). The data gradient also needs stride 1 and padding at most the dilated kernel
 // extent minus one, so that it is again a convolution (of dy with the flipped weights).
 bool conv_direct_supported(const ConvGeom& g);
 bool conv_direct_data_supported(const ConvGeom& g);

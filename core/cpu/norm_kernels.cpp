@@ -5,6 +5,8 @@
 // channels only.
 #include "core/cpu/norm_kernels.h"
 
+#include <algorithm>
+
 #include "core/cpu/lane_sums.h"
 #include "core/parallel.h"
 
@@ -12,21 +14,26 @@ namespace lowbit {
 
 namespace {
 
-// sum_j (p[j] - mu)^2, in double.
+// sum_j p[j] and sum_j p[j]^2, in double lanes. One pass: the statistics read the activations once.
+// var = E[x^2] - mean^2 in double cancels only when mean^2/var approaches 1e9 (double keeps 16
+// digits, float inputs carry 7), far beyond any activation, so no second centred pass is needed.
 template <class T>
-double row_sum_sq_centered(const T* p, int64_t n, double mu) {
-  double acc[kLanes] = {};
+void row_sum_and_sq(const T* p, int64_t n, double& s, double& ss) {
+  double a[kLanes] = {}, b[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes)
     for (int l = 0; l < kLanes; ++l) {
-      const double d = (double)p[j + l] - mu;
-      acc[l] += d * d;
+      const double v = (double)p[j + l];
+      a[l] += v;
+      b[l] += v * v;
     }
   for (int l = 0; j < n; ++j, ++l) {
-    const double d = (double)p[j] - mu;
-    acc[l] += d * d;
+    const double v = (double)p[j];
+    a[l] += v;
+    b[l] += v * v;
   }
-  return lanes_total(acc);
+  s += lanes_total(a);
+  ss += lanes_total(b);
 }
 
 // sum_j g[j] and sum_j g[j] * (p[j] - mu), in double.
@@ -54,14 +61,11 @@ void batch_norm_stats_cpu(double* mean, double* var, const T* x, int64_t n, int6
   const double m = (double)(n * hw);
   parallel_for(c, n * hw, [&](int64_t c0, int64_t c1) {
     for (int64_t ch = c0; ch < c1; ++ch) {
-      double s = 0;
-      for (int64_t b = 0; b < n; ++b) s += lane_sum(x + (b * c + ch) * hw, hw);
+      double s = 0, ss = 0;
+      for (int64_t b = 0; b < n; ++b) row_sum_and_sq(x + (b * c + ch) * hw, hw, s, ss);
       const double mu = m > 0 ? s / m : 0.0;
-      // Second pass on the centred values: no cancellation when |mean| >> std.
-      double ss = 0;
-      for (int64_t b = 0; b < n; ++b) ss += row_sum_sq_centered(x + (b * c + ch) * hw, hw, mu);
       mean[ch] = mu;
-      var[ch] = m > 0 ? ss / m : 0.0;
+      var[ch] = m > 0 ? std::max(0.0, ss / m - mu * mu) : 0.0;
     }
   });
 }
