@@ -9,11 +9,18 @@
 #include <unordered_set>
 
 #include "core/ops.h"
+#include "core/profiler.h"
 
 namespace lowbit {
 
 namespace {
 thread_local bool g_grad_enabled = true;
+// The profiler a ProfileScope installed on this thread (bench --profile), else null: the engine's
+// charge points below each cost one predictable branch when not profiling.
+thread_local OpProfiler* g_profiler = nullptr;
+// Rows the backward pass charges besides the node kinds (core/profiler.h).
+const char* const kEngineRow = "autograd engine";
+const char* const kAccumulateRow = "grad accumulate";
 std::atomic<int64_t> g_node_seq{0};
 
 // Adds g into the slot. The first gradient is kept as it is (no copy: most slots receive exactly
@@ -34,6 +41,8 @@ void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
 bool grad_enabled() { return g_grad_enabled; }
 NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }
+ProfileScope::ProfileScope(OpProfiler& p) : prev_(g_profiler) { g_profiler = &p; }
+ProfileScope::~ProfileScope() { g_profiler = prev_; }
 
 Tensor Node::output_tensor() const {
   auto p = output.lock();
@@ -62,6 +71,10 @@ Tensor record(Tensor out, const std::string& kind, std::vector<Tensor> inputs,
   node->seq = g_node_seq++;
   out.impl().node = node;
   out.impl().requires_grad = true;
+  // The op's forward ends here: charge it the time since the previous mark (the previous op's
+  // record), including the recording above. Only recorded nodes, i.e. with grad on: ops inside a
+  // backward function run under NoGradGuard and are their node's backward time.
+  if (g_profiler) g_profiler->charge(kind, OpProfiler::Phase::forward);
   return out;
 }
 
@@ -120,6 +133,9 @@ std::vector<std::shared_ptr<Node>> graph_nodes(const Tensor& root) {
 }
 
 void backward(const Tensor& root, const Tensor& grad_root, const BackwardOptions& opts) {
+  OpProfiler* const prof = g_profiler;
+  // What ran between the loss and this call (zero_grad, ...) is the caller's: start afresh.
+  if (prof) prof->mark();
   check_defined(root, "backward", "root");
   LB_CHECK(root.requires_grad(), "backward: the root tensor does not require a gradient (no input "
            "of the graph requires one, or it was computed under no_grad)");
@@ -138,6 +154,7 @@ void backward(const Tensor& root, const Tensor& grad_root, const BackwardOptions
   if (!root.node()) {  // a leaf: its gradient is the given one
     std::shared_ptr<TensorImpl>& slot = root.impl().grad;
     accumulate(slot, g0);
+    if (prof) prof->charge(kAccumulateRow, OpProfiler::Phase::backward, false);
     return;
   }
   // Each node's output gradient is accumulated in this map while consumers run.
@@ -153,10 +170,14 @@ void backward(const Tensor& root, const Tensor& grad_root, const BackwardOptions
     pending.erase(found);
     LB_CHECK(node.backward, "backward: node ", node.label(), " was already freed; pass "
              "retain_graph to backpropagate twice through the same graph");
+    if (prof) prof->charge(kEngineRow, OpProfiler::Phase::backward, false);
     std::vector<Tensor> gin = node.backward(node, gout);
+    if (prof) prof->charge(node.kind, OpProfiler::Phase::backward);
     LB_CHECK(gin.size() == node.inputs.size(), "backward of ", node.label(), " returned ",
              gin.size(), " gradients for ", node.inputs.size(), " inputs");
     for (auto& hook : node.grad_hooks) hook(node, gout, gin);
+    // Hooks are the engine's (a clock read fewer per node without them: on the GPU each waits).
+    if (prof && !node.grad_hooks.empty()) prof->charge(kEngineRow, OpProfiler::Phase::backward, false);
     for (size_t i = 0; i < gin.size(); ++i) {
       const Tensor& in = node.inputs[i];
       if (!gin[i].defined() || !in.defined() || !in.requires_grad()) continue;
@@ -167,8 +188,10 @@ void backward(const Tensor& root, const Tensor& grad_root, const BackwardOptions
       else
         accumulate(in.impl().grad, gin[i]);
     }
+    if (prof) prof->charge(kAccumulateRow, OpProfiler::Phase::backward, false);
     if (!opts.retain_graph) node.backward = nullptr;  // frees what the closure saved
   }
+  if (prof) prof->charge(kEngineRow, OpProfiler::Phase::backward, false);
 }
 
 Tensor sum_to_shape(const Tensor& g, const Shape& shape) {

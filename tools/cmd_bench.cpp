@@ -3,6 +3,8 @@
 // an eval forward on random data, after warm-up; images/s, achieved GFLOP/s (from the model's
 // full-precision MACs: a training step counts 3x the forward) and peak resident memory.
 // --device cuda times the GPU build's step (the clock is read after the stream drained).
+// --profile then runs --iters more training steps under an OpProfiler (core/profiler.h) and prints
+// where their time goes per op kind, forward and backward, the optimizer update and the rest.
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -12,6 +14,7 @@
 
 #include "core/cuda/kernels.h"
 #include "core/parallel.h"
+#include "core/profiler.h"
 #include "core/rng.h"
 #include "layers/optim.h"
 #include "layers/quant_module.h"
@@ -22,6 +25,7 @@
 #include "tools/quant_flags.h"
 #include "tools/trainer.h"
 #include "tools/device_option.h"
+#include "tools/profile_report.h"
 
 namespace lowbit {
 
@@ -40,7 +44,7 @@ int cmd_bench(int argc, char** argv) {
   std::string model_name = "resnet20";
   int64_t batch = 128, iters = 20, warmup = 3, classes = 10;
   int threads = 0;
-  bool json = false, deterministic = false;
+  bool json = false, deterministic = false, profile = false;
   std::string device = "cpu";
   app.add_option("--model", model_name)->capture_default_str();
   app.add_option("--device", device, "cpu | cuda (a GPU build: make GPU=1)")->capture_default_str();
@@ -53,6 +57,9 @@ int cmd_bench(int argc, char** argv) {
   QuantConfig quant;  // the flags, defaults and checks of `lowbit train`
   add_quant_flags(app, quant.wq, quant.aq, quant.first_last);
   app.add_flag("--json", json, "print the result as JSON");
+  app.add_flag("--profile", profile,
+               "then time --iters more training steps per op kind (forward, backward), optimizer "
+               "update and the rest");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -114,6 +121,25 @@ int cmd_bench(int argc, char** argv) {
       if (i >= warmup) eval_t.push_back(now_s() - t0);
     }
   }
+  // Separate steps after the timed ones, so that the profiler's clock reads (and on the GPU its
+  // waits for the stream) leave the usual figures untouched.
+  OpProfiler prof(dev != Device::cpu);
+  if (profile) {
+    model->train();
+    ProfileScope scope(prof);
+    for (int64_t i = 0; i < iters; ++i) {
+      const double t0 = now_s();
+      prof.mark();
+      Tensor loss = softmax_cross_entropy((*model)(x), y);
+      opt.zero_grad();
+      backward(loss);
+      prof.mark();
+      opt.step();
+      prof.charge("optimizer update", OpProfiler::Phase::section);
+      cuda_synchronize();
+      prof.add_step(now_s() - t0);
+    }
+  }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   const double peak_mb = (double)ru.ru_maxrss / 1024.0;
@@ -130,15 +156,18 @@ int cmd_bench(int argc, char** argv) {
                       {"train_step_ms", 1e3 * tt}, {"eval_step_ms", 1e3 * te},
                       {"train_gflops", train_gflops}, {"eval_gflops", eval_gflops},
                       {"macs_per_image", macs}, {"peak_rss_mb", peak_mb}};
-  if (json)
+  if (profile) j["profile"] = profile_json(prof);
+  if (json) {
     std::printf("%s\n", j.dump().c_str());
-  else
-    std::printf("train_img_per_s=%.1f eval_img_per_s=%.1f train_gflops=%.1f eval_gflops=%.1f "
-                "peak_rss_mb=%.0f (model %s, wq %s, aq %s, first/last %s, batch %lld, %s, threads %d, "
-                "median of %lld)\n",
-                train_ips, eval_ips, train_gflops, eval_gflops, peak_mb, model_name.c_str(),
-                wq.c_str(), aq.c_str(), fl.c_str(), (long long)batch, device_name(dev), num_threads(),
-                (long long)iters);
+    return 0;
+  }
+  std::printf("train_img_per_s=%.1f eval_img_per_s=%.1f train_gflops=%.1f eval_gflops=%.1f "
+              "peak_rss_mb=%.0f (model %s, wq %s, aq %s, first/last %s, batch %lld, %s, threads %d, "
+              "median of %lld)\n",
+              train_ips, eval_ips, train_gflops, eval_gflops, peak_mb, model_name.c_str(),
+              wq.c_str(), aq.c_str(), fl.c_str(), (long long)batch, device_name(dev), num_threads(),
+              (long long)iters);
+  if (profile) std::printf("%s", profile_table(prof, tt, device_name(dev)).c_str());
   return 0;
 }
 
