@@ -1,11 +1,12 @@
 // Batch-norm CPU kernels on raw pointers. x, y, dy, dx: (N, C, HW) contiguous; per-channel
-// statistics are double. Each channel is one work item, so results do not depend on the threads.
+// statistics are double. Rows are summed one by one and the row sums added per channel in a fixed
+// order, so results do not depend on the threads.
 #pragma once
 #include <cstdint>
 
 namespace lowbit {
 
-// mean (C) and biased variance (C) over the N*HW values of each channel (two passes, double).
+// mean (C) and biased variance (C) over the N*HW values of each channel (one pass, double).
 template <class T>
 void batch_norm_stats_cpu(double* mean, double* var, const T* x, int64_t n, int64_t c, int64_t hw);
 

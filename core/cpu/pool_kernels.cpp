@@ -79,9 +79,25 @@ inline AvgWindow avg_window(const PoolGeom& g, int64_t oh, int64_t ow, bool incl
 }
 }  // namespace
 
+namespace {
+// A 1x1 window without padding: each output is one input element (x / 1 is x exactly).
+bool one_by_one(const PoolGeom& g) { return g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0; }
+}  // namespace
+
 template <class T>
 void avg_pool2d_forward_cpu(T* y, const T* x, const PoolGeom& g, bool include_pad) {
   const int64_t hw = g.H * g.W, ohw = g.OH * g.OW;
+  if (one_by_one(g)) {  // a strided subsample (ResNet's option-A shortcut): plain copies
+    parallel_for(g.N * g.C, ohw, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p)
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          const T* xr = x + p * hw + oh * g.sh * g.W;
+          T* yr = y + p * ohw + oh * g.OW;
+          for (int64_t ow = 0; ow < g.OW; ++ow) yr[ow] = xr[ow * g.sw];
+        }
+    });
+    return;
+  }
   parallel_for(g.N * g.C, ohw * g.KH * g.KW, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const T* xp = x + p * hw;
@@ -100,6 +116,20 @@ void avg_pool2d_forward_cpu(T* y, const T* x, const PoolGeom& g, bool include_pa
 template <class T>
 void avg_pool2d_backward_cpu(T* dx, const T* dy, const PoolGeom& g, bool include_pad) {
   const int64_t hw = g.H * g.W, ohw = g.OH * g.OW;
+  if (one_by_one(g)) {
+    parallel_for(g.N * g.C, hw, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        T* dxp = dx + p * hw;
+        std::fill(dxp, dxp + hw, T(0));
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          const T* dyr = dy + p * ohw + oh * g.OW;
+          T* dxr = dxp + oh * g.sh * g.W;
+          for (int64_t ow = 0; ow < g.OW; ++ow) dxr[ow * g.sw] = dyr[ow];
+        }
+      }
+    });
+    return;
+  }
   parallel_for(g.N * g.C, ohw * g.KH * g.KW + hw, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       T* dxp = dx + p * hw;
