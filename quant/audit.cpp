@@ -36,7 +36,12 @@ const Tensor& spec_param(const QuantOpSpec& s, const char* name) {
   LB_FAIL("apply_quant_op: ", s.kind, " node has no input '", name, "'");
 }
 
-Tensor scalar_param(double v, DType dt) { return Tensor::from_vector<double>({1}, {v}).to(dt); }
+// A per-tensor range or step read back from the node's attrs, on x's device: the op takes its
+// parameters where x is (the GPU ops refuse a host tensor beside a device one).
+Tensor scalar_param(double v, const Tensor& x) {
+  const Tensor t = Tensor::from_vector<double>({1}, {v}).to(x.dtype());
+  return x.device() == Device::cpu ? t : t.to_device(x.device());
+}
 
 }  // namespace
 
@@ -44,6 +49,7 @@ double cosine_similarity(const Tensor& a, const Tensor& b) {
   if (!a.defined() || !b.defined()) return kNaN;
   LB_CHECK(a.numel() == b.numel(), "cosine_similarity: the tensors have ", a.numel(), " and ", b.numel(),
            " elements");
+  // to_vector copies a device tensor to the host once: the sums run there, in double.
   const std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
   double xy = 0, xx = 0, yy = 0;
   for (size_t i = 0; i < x.size(); ++i) xy += x[i] * y[i], xx += x[i] * x[i], yy += y[i] * y[i];
@@ -104,8 +110,8 @@ Tensor apply_quant_op(const QuantOpSpec& s, const Tensor& x_in) {
     LB_CHECK(!per_channel && spec_has(s, "range_min") && spec_has(s, "range_max"),
              "apply_quant_op: minmax node with per-channel ranges from outside cannot be replayed "
              "(its ranges are not on the node)");
-    return minmax_quantize(x, scalar_param(spec_attr(s, "range_min", 0), x.dtype()),
-                           scalar_param(spec_attr(s, "range_max", 0), x.dtype()), o);
+    return minmax_quantize(x, scalar_param(spec_attr(s, "range_min", 0), x),
+                           scalar_param(spec_attr(s, "range_max", 0), x), o);
   }
   if (k == "nearest_round" || k == "stochastic_round" || k == "midrise") {
     LB_CHECK(!per_channel && spec_has(s, "step"), "apply_quant_op: ", k,
@@ -115,7 +121,7 @@ Tensor apply_quant_op(const QuantOpSpec& s, const Tensor& x_in) {
     o.is_signed = spec_attr(s, "signed", 1) != 0;
     o.seed = (uint64_t)spec_attr(s, "seed", 0);  // exact below 2^53
     o.stream = (uint64_t)spec_attr(s, "stream", 0);
-    const Tensor st = scalar_param(spec_attr(s, "step", 1), x.dtype());
+    const Tensor st = scalar_param(spec_attr(s, "step", 1), x);
     if (k == "nearest_round") return nearest_round(x, st, o);
     if (k == "stochastic_round") return stochastic_round(x, st, o);
     return midrise_quantize(x, st, o);
@@ -131,7 +137,11 @@ double level_change_share(const QuantOpSpec& spec, const Tensor& w, const Tensor
   if (w.numel() == 0) return kNaN;
   NoGradGuard ng;
   const Tensor wd = w.detach();
-  const Tensor stepped = sub(wd, mul_scalar(grad.detach().to(wd.dtype()), lr));
+  // The step and both quantizations run where w is (the GPU's quantizer kernels give the CPU's
+  // levels); only the two results come to the host. Tensor::to converts on the host only, and a
+  // gradient of w's dtype needs no conversion (on the GPU both are float32).
+  const Tensor g = grad.dtype() == wd.dtype() ? grad.detach() : grad.detach().to(wd.dtype());
+  const Tensor stepped = sub(wd, mul_scalar(g, lr));
   const std::vector<double> a = apply_quant_op(spec, wd).to_vector<double>();
   const std::vector<double> b = apply_quant_op(spec, stepped).to_vector<double>();
   int64_t changed = 0;

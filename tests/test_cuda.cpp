@@ -7,8 +7,11 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -17,15 +20,20 @@
 #include "core/device_memory.h"
 #include "core/ops.h"
 #include "core/rng.h"
+#include "layers/layers.h"
 #include "layers/optim.h"
+#include "models/models.h"
 #include "quant/apot.h"
 #include "quant/dorefa.h"
 #include "quant/lsq.h"
 #include "quant/maxabs.h"
 #include "quant/minmax.h"
 #include "quant/pact.h"
+#include "quant/quantize_model.h"
 #include "quant/rounding.h"
+#include "tests/run_cli.h"
 #include "tests/temp_dir.h"
+#include "tools/audit_report.h"
 #include "tools/device_option.h"
 #include "tools/trainer.h"
 
@@ -133,6 +141,25 @@ TEST_CASE("device option: --device cuda without a usable GPU is a clear error" *
   CHECK_THROWS_WITH_AS(select_device("tpu", false), doctest::Contains("expected cpu or cuda"), Error);
   CHECK(select_device("cpu", false) == Device::cpu);
   CHECK(cuda_describe().size() > 0);
+}
+
+// The command line's side of the same: `lowbit audit --device cuda` stops with that error before
+// it reads anything (the checkpoint does not exist), where audit once refused cuda outright.
+TEST_CASE("device option: lowbit audit --device cuda without a usable GPU is a clear error" *
+          doctest::skip(!no_gpu())) {
+  const char* bin = std::getenv("LOWBIT_BIN");
+  if (!bin) {
+    MESSAGE("LOWBIT_BIN not set (run through make test): skipping the command-line check");
+    return;
+  }
+  int status = 0;
+  const std::string out =
+      lowbit::test::run_lowbit(bin, "audit --ckpt no-such-dir/model.safetensors --device cuda", status);
+  CHECK(status != 0);
+  const bool gpu_build = cuda_describe().rfind("CUDA built in", 0) == 0;
+  CHECK_MESSAGE(out.find(gpu_build ? "no CUDA device found" : "built without CUDA") != std::string::npos, out);
+  CHECK_MESSAGE(out.find("no-such-dir") == std::string::npos, out);  // the device is checked first
+  CHECK_MESSAGE(out.find("not supported") == std::string::npos, out);
 }
 
 TEST_CASE("cuda: tensors move between devices and back unchanged" * doctest::skip(no_gpu())) {
@@ -412,6 +439,173 @@ TEST_CASE("cuda: smallcnn trains on the synthetic set like the cpu; deterministi
   auto s1 = m1.model->state_dict(), s2 = m2.model->state_dict();
   REQUIRE(s1.size() == s2.size());
   for (size_t i = 0; i < s1.size(); ++i) check_exact(s1[i].second, s2[i].second, s1[i].first);
+}
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// The audit test's batches: the same host tensors on every call of the factory, images ~N(0, 1)
+// like normalised CIFAR, labels spread over the 10 classes.
+std::function<bool(Batch&)> audit_batches(int64_t count) {
+  auto k = std::make_shared<int64_t>(0);
+  return [k, count](Batch& b) {
+    if (*k >= count) return false;
+    b.x = rnd({16, 3, 32, 32}, 200 + (uint64_t)*k);
+    b.y = Tensor::empty({16}, DType::i64);
+    for (int64_t i = 0; i < 16; ++i) b.y.data<int64_t>()[i] = (3 * i + *k) % 10;
+    ++*k;
+    return true;
+  };
+}
+
+// A quantized smallcnn on the CPU whose data-driven quantizer state (LSQ steps) one training
+// forward has initialised; PACT clip values are lowered from their init of 10 so that inputs clip.
+ModelPtr audit_model(const QuantConfig& q) {
+  ModelPtr m = make_model("smallcnn", 10, 7);
+  quantize_model(*m, q);
+  m->train();
+  {
+    NoGradGuard ng;
+    (*m)(rnd({16, 3, 32, 32}, 199));
+  }
+  for (auto& [name, t] : m->state_dict())
+    if (ends_with(name, ".aq.alpha")) t.fill(2.0);
+  return m;
+}
+
+std::function<void(bool)> fp_backward_switch(Module& m) {
+  return [&m](bool on) {
+    for (const QuantizerRef& r : list_quantizers(m))
+      if (auto* l = dynamic_cast<QuantizableLayer*>(r.layer)) l->fp_backward = on;
+  };
+}
+
+// |a - b| <= tol, or both null (NaN in the report).
+void check_num(const nlohmann::json& a, const nlohmann::json& b, double tol, const char* what) {
+  INFO(what, ": cuda ", a.dump(), ", cpu ", b.dump(), ", tolerance ", tol);
+  REQUIRE(a.is_null() == b.is_null());
+  if (!b.is_null()) CHECK(std::fabs(a.get<double>() - b.get<double>()) <= tol);
+}
+
+// The GPU audit (JSON, audit_json's form) against the CPU's on the same weights, quantizer state
+// and batches. cuDNN sums convolutions (and batch norm its statistics) in other orders than the
+// CPU kernels, so activations differ in the last bits, and where one lies on a boundary it flips:
+// past a clip edge, or to the next level, which moves that input of the next layer by a whole
+// step and with it the gradients. The tolerances hold that; they were sized on the CPU by
+// auditing the same setups with the images scaled by 1 + eps·N(0, 1) (8 batch seeds), which
+// moves activations as another summation order does (two orders of a float32 sum of a few
+// hundred terms differ by 1e-7 to 1e-6 relative); they keep 5x or more over what eps = 1e-6 gave
+// and about 2x over eps = 1e-5:
+//  - steps: the same parameters, exactly; weight clip fractions: the same weights and the CPU's
+//    comparisons in the quantizer kernels, exactly;
+//  - activation clip fractions: max(3, 5e-4·n) of the n elements (seen: 0.2 of that at 1e-5);
+//  - |grad| of a weight: 1e-2 relative (seen: 7e-4 at 1e-6, 2.2e-3 at 1e-5);
+//  - |grad| of a step or clip value: a sum over a whole tensor whose terms cancel, where one
+//    flipped element moves it by a whole term: 0.25 relative (seen: 4.7% at 1e-6, 13% at 1e-5;
+//    the per-op cases above hold these kernels to 1e-5 on fixed inputs);
+//  - cos(STE, fp): 5e-3 absolute, relative being meaningless near 0 (seen: 4.3e-4 at 1e-6,
+//    8.4e-4 at 1e-5);
+//  - level changes: w - lr·g with g moved as above rounds to the other side of a level boundary
+//    for a weight near one: 10 weights' share (seen: 1.5 weights at 1e-6, 5.5 at 1e-5).
+void check_audit_close(const nlohmann::json& gpu, const nlohmann::json& cpu) {
+  REQUIRE(gpu["batches"] == cpu["batches"]);
+  const double batches = cpu["batches"].get<double>();
+  REQUIRE(gpu["nodes"].size() == cpu["nodes"].size());
+  for (size_t i = 0; i < cpu["nodes"].size(); ++i) {
+    const nlohmann::json &g = gpu["nodes"][i], &c = cpu["nodes"][i];
+    INFO("node ", c["node"].get<std::string>(), " (", c["kind"].get<std::string>(), ":", c["bits"], ")");
+    REQUIRE(g["node"] == c["node"]);
+    CHECK(g["kind"] == c["kind"]);
+    CHECK(g["is_weight"] == c["is_weight"]);
+    CHECK(g["numel"] == c["numel"]);
+    const bool weight = c["is_weight"].get<bool>();
+    const double n = c["numel"].get<double>();  // elements over all batches
+    check_num(g["step"], c["step"], 0, "step");
+    const double clip_tol = weight ? 0 : std::max(3.0, 5e-4 * n) / n;
+    check_num(g["clip_low"], c["clip_low"], clip_tol, "clip_low");
+    check_num(g["clip_high"], c["clip_high"], clip_tol, "clip_high");
+    REQUIRE(g["grad_norms"].size() == c["grad_norms"].size());
+    for (auto& [name, v] : c["grad_norms"].items()) {
+      REQUIRE(g["grad_norms"].contains(name));
+      const double rel = name == "x" || name == "w" ? 1e-2 : 0.25;  // the weight, or a parameter
+      check_num(g["grad_norms"][name], v, v.is_null() ? 0 : rel * std::fabs(v.get<double>()),
+                ("|grad| of " + name).c_str());
+    }
+    check_num(g["cos_ste_fp"], c["cos_ste_fp"], 5e-3, "cos(STE, fp)");
+    check_num(g["level_change"], c["level_change"], 10 / (n / batches), "level change");
+  }
+}
+
+}  // namespace
+
+// The audit's loop (tools/audit_report.h) on the GPU against the CPU from identical weights,
+// quantizer state and batches: both passes (STE, full-precision backward through cuDNN's conv
+// backward and linear_fp_backward's cuBLAS GEMMs), the statistics, cosines and level-change
+// replays. Two setups cover LSQ (per-channel weights) and APoT/PACT, and max-abs 8-bit weights on
+// the first conv and last linear (a replay whose step comes from the node's attributes).
+TEST_CASE("cuda: audit on the gpu matches the cpu (clip fractions, |grad|, cos(STE, fp), level changes)" *
+          doctest::skip(no_gpu())) {
+  QuantConfig lsq, apot;
+  lsq.wq = "lsq:4:pc", lsq.aq = "lsq:4";
+  apot.wq = "apot:4", apot.aq = "pact:4";
+  for (const QuantConfig& q : {lsq, apot}) {
+    CAPTURE(q.wq);
+    ModelPtr cpu = audit_model(q);
+    ModelPtr gpu = make_model("smallcnn", 10, 7);
+    quantize_model(*gpu, q);
+    gpu->load_state_dict(cpu->state_dict());
+    gpu->to_device(Device::cuda);
+    const AuditReport rc = run_audit(*cpu, audit_batches(2), 2, 0.5, fp_backward_switch(*cpu));
+    const AuditReport rg = run_audit(*gpu, audit_batches(2), 2, 0.5, fp_backward_switch(*gpu));
+    CHECK(module_device(*gpu) == Device::cuda);
+    check_audit_close(audit_json(rg), audit_json(rc));
+    // The comparisons above must be of something: clipping, level changes and an fp backward that
+    // differs from the STE happened on the CPU, and every weight node was replayed on both.
+    double clipped = 0, changed = 0, min_cos = 1;
+    for (const AuditNode& n : rc.nodes) {
+      if (std::isfinite(n.stats.clip_high)) clipped += n.stats.clip_low + n.stats.clip_high;
+      if (n.stats.is_weight) {
+        CHECK_MESSAGE(std::isfinite(n.level_change), n.stats.node);
+        changed += n.level_change;
+      }
+      if (std::isfinite(n.cos_ste_fp)) min_cos = std::min(min_cos, n.cos_ste_fp);
+    }
+    CHECK(clipped > 0);
+    CHECK(changed > 0);
+    CHECK(min_cos < 0.999);
+  }
+}
+
+// `lowbit audit --device cuda` end to end: a checkpoint of a quantized model audited by the binary
+// on the GPU and on the CPU gives the same report (same JSON keys, values as above).
+TEST_CASE("cuda: lowbit audit --device cuda writes the cpu's report" * doctest::skip(no_gpu())) {
+  const char* bin = std::getenv("LOWBIT_BIN");
+  if (!bin) {
+    MESSAGE("LOWBIT_BIN not set (run through make test): skipping the command-line check");
+    return;
+  }
+  lowbit::test::TempDir tmp;
+  QuantConfig q;
+  q.wq = "lsq:4", q.aq = "lsq:4";
+  ModelPtr m = audit_model(q);
+  const std::string ckpt = tmp.path() + "/model.safetensors";
+  save_model_checkpoint(ckpt, *m, "smallcnn", 10, 1, q);
+  const std::string args = "audit --ckpt " + ckpt + " --data synthetic --batches 2 --batch 32 --lr 0.5 --threads 2";
+  int status = 0;
+  const std::string out_g = lowbit::test::run_lowbit(bin, args + " --device cuda --json " + tmp.path() + "/g.json", status);
+  REQUIRE_MESSAGE(status == 0, out_g);
+  CHECK(out_g.find("device: ") != std::string::npos);
+  CHECK(out_g.find("cos(STE,fp)") != std::string::npos);
+  const std::string out_c = lowbit::test::run_lowbit(bin, args + " --json " + tmp.path() + "/c.json", status);
+  REQUIRE_MESSAGE(status == 0, out_c);
+  const nlohmann::json jg = nlohmann::json::parse(std::ifstream(tmp.path() + "/g.json"));
+  const nlohmann::json jc = nlohmann::json::parse(std::ifstream(tmp.path() + "/c.json"));
+  for (const auto& [key, v] : jc.items()) CHECK_MESSAGE(jg.contains(key), key);
+  CHECK(jg.size() == jc.size());
+  check_audit_close(jg, jc);
 }
 
 // Ops without a CUDA path refuse device tensors with an error naming the op (no crash).

@@ -11,13 +11,15 @@
 
 #include "core/ops.h"
 #include "quant/audit.h"
+#include "tools/device_option.h"
 
 namespace lowbit {
 
 namespace {
 
 // Copies of the model's buffers (BN running statistics, min-max ranges, init flags), restored so
-// that the second pass of a batch runs the same forward as the first.
+// that the second pass of a batch runs the same forward as the first. Each copy lives on its
+// buffer's device (clone and copy_from work within and across devices).
 class BufferSnapshot {
  public:
   explicit BufferSnapshot(Module& m) {
@@ -55,15 +57,19 @@ AuditReport run_audit(Module& model, const std::function<bool(Batch&)>& next_bat
   };
   std::map<std::string, Sums> sums;
   model.train();
+  // Batches are made on the host; both passes run where the model's parameters are. Statistics,
+  // cosines and level counts read device tensors through host copies (quant_stats.h, audit.h).
+  const Device dev = module_device(model);
   Batch b;
   while (rep.batches < batches && next_batch(b)) {
+    const Tensor x = to_device_if(b.x, dev), y = to_device_if(b.y, dev);
     BufferSnapshot snap(model);
     // Pass 1: the quantizers' own estimators (STE).
     set_fp_backward(false);
     model.zero_grad();
     std::map<std::string, Tensor> g_ste;
     {
-      Tensor loss = softmax_cross_entropy(model(b.x), b.y);
+      Tensor loss = softmax_cross_entropy(model(x), y);
       LB_CHECK(loss.requires_grad(), "audit: the model's loss does not require a gradient");
       QuantInputGrads cap;
       cap.attach(loss);
@@ -86,7 +92,7 @@ AuditReport run_audit(Module& model, const std::function<bool(Batch&)>& next_bat
     set_fp_backward(true);
     model.zero_grad();
     {
-      Tensor loss = softmax_cross_entropy(model(b.x), b.y);
+      Tensor loss = softmax_cross_entropy(model(x), y);
       QuantInputGrads cap;
       cap.attach(loss);
       // Under the full-precision backward the quantizer nodes are bypassed (their float inputs

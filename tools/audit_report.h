@@ -37,7 +37,8 @@ struct AuditReport {
 // Runs up to `batches` batches from next_batch on model (train mode, no optimizer step; buffers
 // such as BN running statistics and min-max ranges restored before the second pass, so that both
 // passes see the same forward). set_fp_backward(on) switches the quantized layers' full-precision
-// backward. The loss is softmax cross-entropy of the model's output and the batch's labels.
+// backward. The loss is softmax cross-entropy of the model's output and the batch's labels. The
+// passes run on the model's device (module_device): batches made on the host are copied there.
 AuditReport run_audit(Module& model, const std::function<bool(Batch&)>& next_batch, int64_t batches,
                       double lr, const std::function<void(bool)>& set_fp_backward);
 

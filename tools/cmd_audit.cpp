@@ -1,12 +1,14 @@
 // `lowbit audit --ckpt FILE --data PATH|synthetic`: runs N training batches of a quantized model
 // without updating it and reports, per quantizer node, bits, step/clip, clip fractions, gradient
 // norms, cos(STE, full-precision backward) and level changes (METHODS.md "Gradient estimators to
-// audit"). The loop and the report are tools/audit_report.h; this file loads and wires.
+// audit"). The loop and the report are tools/audit_report.h; this file loads and wires. With
+// --device cuda both passes run on the GPU; the report is the same table and JSON.
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/cuda/kernels.h"
 #include "core/parallel.h"
 #include "core/safetensors.h"
 #include "layers/layers.h"
@@ -65,7 +67,10 @@ int cmd_audit(int argc, char** argv) {
   app.add_option("--threads", threads, "0: all cores")->capture_default_str();
   app.add_option("--seed", seed, "seed of the synthetic set")->capture_default_str();
   std::string device = "cpu";
-  app.add_option("--device", device, "cpu | cuda")->capture_default_str();
+  bool deterministic = false;
+  app.add_option("--device", device, "cpu | cuda (a GPU build: make GPU=1)")->capture_default_str();
+  app.add_flag("--deterministic", deterministic,
+               "cuda: only deterministic cuDNN algorithms, so two audits of a checkpoint agree to the bit");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -80,11 +85,7 @@ int cmd_audit(int argc, char** argv) {
     lr = 0.01, lr_source = "default";
   }
   set_num_threads(threads);
-  // The audit replays each batch with a full-precision backward (layers/fp_backward.cpp) and
-  // compares gradients on the host; that replay has no CUDA path yet, so cuda stops here, clearly.
-  if (select_device(device, false) != Device::cpu)
-    LB_FAIL("audit: --device cuda is not supported yet (the full-precision backward replay runs "
-            "on the cpu); run the audit with --device cpu on the same checkpoint");
+  const Device dev = select_device(device, deterministic);  // before any work: a clear error first
 
   LoadedModel m = load_model_checkpoint(ckpt);
   const std::vector<QuantizerRef> refs = list_quantizers(*m.model);
@@ -105,6 +106,10 @@ int cmd_audit(int argc, char** argv) {
   lo.norm = eval_normalization(m, data);
   Loader loader(data.train, lo);
   loader.start_epoch(0);
+  // The checkpoint is device-independent; run_audit runs where the model is and copies the
+  // loader's host batches there.
+  m.model->to_device(dev);
+  if (dev != Device::cpu) std::printf("device: %s\n", cuda_describe().c_str());
 
   AuditReport rep = run_audit(
       *m.model, [&](Batch& b) { return loader.next(b); }, batches, lr,

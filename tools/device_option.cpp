@@ -25,4 +25,6 @@ Device module_device(const Module& m) {
   return Device::cpu;
 }
 
+Tensor to_device_if(const Tensor& t, Device d) { return t.device() == d ? t : t.to_device(d); }
+
 }  // namespace lowbit

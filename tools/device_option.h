@@ -15,4 +15,7 @@ Device select_device(const std::string& name, bool deterministic);
 class Module;
 Device module_device(const Module& m);
 
+// t itself when it is on d already, else a copy there (batches are made on the host).
+Tensor to_device_if(const Tensor& t, Device d);
+
 }  // namespace lowbit

@@ -35,9 +35,6 @@ double seconds_since(Clock::time_point t0) {
 }
 
 // Number of rows of logits (N, K) whose arg-max equals the target.
-// t itself when it is on d already, else a copy there.
-Tensor to_device_if(const Tensor& t, Device d) { return t.device() == d ? t : t.to_device(d); }
-
 int64_t count_correct(const Tensor& logits, const Tensor& target) {
   const int64_t n = logits.size(0), k = logits.size(1);
   const float* p = logits.data<float>();
