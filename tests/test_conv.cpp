@@ -197,9 +197,11 @@ TEST_CASE("conv2d: direct depthwise kernels agree with im2col + gemm") {
 }
 
 TEST_CASE("conv2d: direct float32 kernels agree with float64 im2col + gemm") {
-  // Shapes that exercise the kernels' remainders: output channels not a multiple of the 6-channel
-  // tile or the 2-channel gradient tile, taps not a multiple of 4, grids not a multiple of 16,
-  // groups, dilation, asymmetric kernels and padding from 0 up to the kernel extent.
+  // Shapes that exercise the kernels' remainders: output channels that split into unequal tile
+  // blocks (up to 28 channels a block), taps not a multiple of the gradient tile's 8, grids not a
+  // multiple of the vector width, groups, dilation, asymmetric kernels and padding from 0 up to
+  // the kernel extent; every forward tile width (1 .. conv_direct_max_tile_nq() position
+  // vectors) as well as the one the kernels pick.
   // Stride 2 (phase planes) for the forward and weight gradient only: the data gradient of a
   // strided convolution is not a convolution and stays on im2col.
   struct Geo {
@@ -209,7 +211,7 @@ TEST_CASE("conv2d: direct float32 kernels agree with float64 im2col + gemm") {
               {1, 3, 5, 6, 13, 1, 3, 0, 2, 1, 1, 1, 1, 1},   {9, 8, 4, 4, 8, 3, 3, 1, 1, 1, 1, 4, 1, 1},
               {2, 2, 10, 3, 3, 5, 1, 4, 0, 1, 1, 1, 1, 1},   {3, 16, 32, 32, 32, 3, 3, 1, 1, 1, 1, 1, 2, 2},
               {2, 5, 9, 8, 7, 3, 3, 1, 2, 1, 2, 1, 2, 1},    {2, 4, 11, 10, 6, 3, 2, 3, 0, 2, 1, 2, 3, 2},
-              {2, 6, 7, 7, 5, 1, 1, 0, 0, 1, 1, 1, 2, 2}};
+              {2, 6, 7, 7, 5, 1, 1, 0, 0, 1, 1, 1, 2, 2},    {2, 7, 9, 11, 61, 3, 3, 1, 1, 1, 1, 1, 1, 1}};
   uint64_t seed = 50;
   for (const Geo& e : geos) {
     ConvGeom g;
@@ -233,8 +235,6 @@ TEST_CASE("conv2d: direct float32 kernels agree with float64 im2col + gemm") {
     auto dyd = dy.to_vector<double>();
     std::vector<float> y(dyf.size()), dx(xf.size()), dw(wf.size(), 7.0f);
     std::vector<double> yr(dyf.size()), dxr(xf.size()), dwr(wf.size());
-    conv2d_forward_direct(y.data(), xf.data(), wf.data(), bf.data(), g);
-    if (data) conv2d_backward_data_direct(dx.data(), dyf.data(), wf.data(), g);
     conv2d_backward_weight_direct(dw.data(), dyf.data(), xf.data(), g);
     conv2d_forward_cpu(yr.data(), xd.data(), wd.data(), bd.data(), g);
     conv2d_backward_data_cpu(dxr.data(), dyd.data(), wd.data(), g);
@@ -244,8 +244,13 @@ TEST_CASE("conv2d: direct float32 kernels agree with float64 im2col + gemm") {
       for (size_t i = 0; i < r.size(); ++i) m = std::max(m, std::fabs(a[i] - r[i]) / (1 + std::fabs(r[i])));
       return m;
     };
-    CHECK(rel(y, yr) < 1e-5);
-    if (data) CHECK(rel(dx, dxr) < 1e-5);
+    for (int nq = 0; nq <= conv_direct_max_tile_nq(); ++nq) {
+      INFO("forward tile of ", nq, " position vectors (0: the kernels' pick)");
+      conv2d_forward_direct(y.data(), xf.data(), wf.data(), bf.data(), g, nq);
+      if (data) conv2d_backward_data_direct(dx.data(), dyf.data(), wf.data(), g, nq);
+      CHECK(rel(y, yr) < 1e-5);
+      if (data) CHECK(rel(dx, dxr) < 1e-5);
+    }
     // dw sums N*OH*OW products (3072 here) in float32: a longer chain than y's or dx's sums.
     CHECK(rel(dw, dwr) < 5e-5);
   }

@@ -31,10 +31,11 @@ bool conv_direct_supported(const ConvGeom&) { return false; }
 bool conv_direct_data_supported(const ConvGeom&) { return false; }
 bool conv_direct_preferred(const ConvGeom&) { return false; }
 bool conv_direct_data_preferred(const ConvGeom&) { return false; }
-void conv2d_forward_direct(float*, const float*, const float*, const float*, const ConvGeom&) {
+int conv_direct_max_tile_nq() { return 0; }
+void conv2d_forward_direct(float*, const float*, const float*, const float*, const ConvGeom&, int) {
   LB_FAIL("conv2d_forward_direct: this build has no AVX2/FMA or AVX-512 kernels");
 }
-void conv2d_backward_data_direct(float*, const float*, const float*, const ConvGeom&) {
+void conv2d_backward_data_direct(float*, const float*, const float*, const ConvGeom&, int) {
   LB_FAIL("conv2d_backward_data_direct: this build has no AVX2/FMA or AVX-512 kernels");
 }
 void conv2d_backward_weight_direct(float*, const float*, const float*, const ConvGeom&) {
@@ -159,13 +160,12 @@ struct TileShape {
   int64_t max_mr;
 };
 
-TileShape pick_tile(const ConvGeom& g) {
-  static const char* force = std::getenv("LOWBIT_CONV_NQ");  // for experiments: a fixed nq
+TileShape pick_tile(const ConvGeom& g, int force_nq) {
   const int64_t og = g.O / g.groups, q = grid_positions(g);
   TileShape best{1, conv_tiles::max_mr(1)};
   double best_cost = 1e300;
   for (int nq = 1; nq <= conv_tiles::kMaxNQ; ++nq) {
-    if (force && nq != std::atoi(force)) continue;
+    if (force_nq > 0 && nq != force_nq) continue;
     const int64_t mmr = conv_tiles::max_mr(nq), nblocks = (og + mmr - 1) / mmr;
     const int64_t mr = (og + nblocks - 1) / nblocks;  // the largest block
     const double loads_per_fma = (double)(nq + mr) / (double)(nq * mr);
@@ -180,8 +180,11 @@ TileShape pick_tile(const ConvGeom& g) {
 
 // y (N, O, OH, OW) = conv(x, w) (+ b): the forward pass, and the data gradient through the
 // flipped-and-transposed geometry.
-void conv_on_grid(float* y, const float* x, const float* w, const float* b, const ConvGeom& g) {
-  const TileShape ts = pick_tile(g);
+void conv_on_grid(float* y, const float* x, const float* w, const float* b, const ConvGeom& g,
+                  int force_nq) {
+  LB_CHECK(force_nq >= 0 && force_nq <= conv_tiles::kMaxNQ, "conv2d direct: tile of ", force_nq,
+           " position vectors, this build has 1 to ", conv_tiles::kMaxNQ);
+  const TileShape ts = pick_tile(g, force_nq);
   const int nq = ts.nq;
   const int64_t tile = nq * W, max_mr = ts.max_mr;
   const Grid gr = make_grid(g, tile);
@@ -237,7 +240,8 @@ bool conv_direct_data_supported(const ConvGeom& g) {
 
 bool conv_direct_preferred(const ConvGeom& g) {
   if (!conv_direct_supported(g)) return false;
-  if (g.KH == 1 && g.KW == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0)
+  static const bool direct_1x1 = std::getenv("LOWBIT_CONV_1X1_DIRECT") != nullptr;  // experiment
+  if (!direct_1x1 && g.KH == 1 && g.KW == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0)
     return false;  // GEMM on x itself
   // Below 8x8 outputs the grid's thrown-away columns and rounding cost more than im2col saves.
   return g.OH * g.OW >= 64;
@@ -247,11 +251,15 @@ bool conv_direct_data_preferred(const ConvGeom& g) {
   return conv_direct_preferred(g) && conv_direct_data_supported(g);
 }
 
-void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b, const ConvGeom& g) {
-  conv_on_grid(y, x, w, b, g);
+int conv_direct_max_tile_nq() { return conv_tiles::kMaxNQ; }
+
+void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b,
+                           const ConvGeom& g, int tile_nq) {
+  conv_on_grid(y, x, w, b, g, tile_nq);
 }
 
-void conv2d_backward_data_direct(float* dx, const float* dy, const float* w, const ConvGeom& g) {
+void conv2d_backward_data_direct(float* dx, const float* dy, const float* w, const ConvGeom& g,
+                                 int tile_nq) {
   // dx = conv(dy, w'), stride 1, padding d*(k-1) - p, with w'[c][o][kh][kw] =
   // w[o][c][KH-1-kh][KW-1-kw] inside each group.
   const int64_t og = g.O / g.groups, cg = g.C / g.groups;
@@ -267,7 +275,7 @@ void conv2d_backward_data_direct(float* dx, const float* dy, const float* w, con
   t.C = g.O, t.H = g.OH, t.W = g.OW;
   t.O = g.C, t.OH = g.H, t.OW = g.W;
   t.ph = g.dh * (g.KH - 1) - g.ph, t.pw = g.dw * (g.KW - 1) - g.pw;
-  conv_on_grid(dx, dy, wt.data(), nullptr, t);
+  conv_on_grid(dx, dy, wt.data(), nullptr, t, tile_nq);
 }
 
 // The weight gradient with output channels in the vector lanes (conv_tiles::wgrad_tile_t): dy is

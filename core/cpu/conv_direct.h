@@ -33,8 +33,13 @@ bool conv_direct_preferred(const ConvGeom& g);
 bool conv_direct_data_preferred(const ConvGeom& g);
 
 // Same contracts as conv2d_forward_cpu / conv2d_backward_data_cpu / conv2d_backward_weight_cpu.
-void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b, const ConvGeom& g);
-void conv2d_backward_data_direct(float* dx, const float* dy, const float* w, const ConvGeom& g);
+// tile_nq: position vectors per forward tile, 1 .. conv_direct_max_tile_nq(); 0 picks the
+// cheapest for the layer (the kernels' callers); a fixed one is for tests and experiments.
+void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b,
+                           const ConvGeom& g, int tile_nq = 0);
+void conv2d_backward_data_direct(float* dx, const float* dy, const float* w, const ConvGeom& g,
+                                 int tile_nq = 0);
+int conv_direct_max_tile_nq();
 void conv2d_backward_weight_direct(float* dw, const float* dy, const float* x, const ConvGeom& g);
 
 }  // namespace lowbit
