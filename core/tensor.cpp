@@ -7,6 +7,7 @@
 
 #include "core/autograd.h"
 #include "core/device_memory.h"
+#include "core/host_memory.h"
 
 namespace lowbit {
 
@@ -28,17 +29,14 @@ Storage::Storage(size_t bytes_, Device device_) : bytes(bytes_), device(device_)
     data = cuda_alloc(bytes);
     return;
   }
-  // 64-byte alignment for vector loads; at least one byte so that empty tensors have a pointer.
-  size_t n = (bytes + 63) / 64 * 64;
-  data = std::aligned_alloc(64, n ? n : 64);
-  LB_CHECK(data != nullptr, "out of memory allocating ", bytes, " bytes");
+  data = host_alloc(bytes);  // 64-byte aligned for vector loads; large blocks cached
 }
 
 Storage::~Storage() {
   if (device == Device::cuda)
     cuda_free(data, bytes);
   else
-    std::free(data);
+    host_free(data, bytes);
 }
 
 TensorImpl& Tensor::impl() const {
