@@ -46,8 +46,16 @@ void* map_large(size_t size) {
 
 }  // namespace
 
+// Under AddressSanitizer every block goes straight to malloc and free, so that a use after free of
+// a large tensor is still caught (a cached block would be handed out again unpoisoned).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kCacheLarge = false;
+#else
+constexpr bool kCacheLarge = true;
+#endif
+
 void* host_alloc(size_t bytes) {
-  if (bytes < kLargeBlock) {
+  if (bytes < kLargeBlock || !kCacheLarge) {
     const size_t n = (bytes + 63) / 64 * 64;
     void* p = std::aligned_alloc(64, n ? n : 64);  // at least one byte: empty tensors have a pointer
     LB_CHECK(p != nullptr, "out of memory allocating ", bytes, " bytes");
@@ -77,7 +85,7 @@ void* host_alloc(size_t bytes) {
 
 void host_free(void* p, size_t bytes) {
   if (!p) return;
-  if (bytes < kLargeBlock) {
+  if (bytes < kLargeBlock || !kCacheLarge) {
     std::free(p);
     return;
   }
