@@ -211,7 +211,8 @@ TEST_CASE("conv2d: direct float32 kernels agree with float64 im2col + gemm") {
               {1, 3, 5, 6, 13, 1, 3, 0, 2, 1, 1, 1, 1, 1},   {9, 8, 4, 4, 8, 3, 3, 1, 1, 1, 1, 4, 1, 1},
               {2, 2, 10, 3, 3, 5, 1, 4, 0, 1, 1, 1, 1, 1},   {3, 16, 32, 32, 32, 3, 3, 1, 1, 1, 1, 1, 2, 2},
               {2, 5, 9, 8, 7, 3, 3, 1, 2, 1, 2, 1, 2, 1},    {2, 4, 11, 10, 6, 3, 2, 3, 0, 2, 1, 2, 3, 2},
-              {2, 6, 7, 7, 5, 1, 1, 0, 0, 1, 1, 1, 2, 2},    {2, 7, 9, 11, 61, 3, 3, 1, 1, 1, 1, 1, 1, 1}};
+              {2, 6, 7, 7, 5, 1, 1, 0, 0, 1, 1, 1, 2, 2},    {2, 7, 9, 11, 61, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+              {2, 9, 6, 10, 20, 1, 1, 0, 0, 1, 1, 1, 1, 1}};
   uint64_t seed = 50;
   for (const Geo& e : geos) {
     ConvGeom g;
@@ -260,7 +261,8 @@ TEST_CASE("conv2d: direct float32 kernels agree with float64 im2col + gemm") {
   ConvGeom pw1;
   pw1.KH = pw1.KW = 1, pw1.C = pw1.O = 4, pw1.groups = 1, pw1.OH = pw1.OW = 16;
   CHECK(conv_direct_supported(pw1));
-  CHECK_FALSE(conv_direct_preferred(pw1));
+  CHECK(conv_direct_preferred(pw1) == conv_direct_prefers_1x1());
+  CHECK(conv_direct_wgrad_preferred(pw1) == conv_direct_prefers_1x1());
   ConvGeom k3 = pw1;
   k3.KH = k3.KW = 3, k3.ph = k3.pw = 1;
   CHECK(conv_direct_preferred(k3));

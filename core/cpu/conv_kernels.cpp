@@ -145,7 +145,7 @@ void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g)
 template <class T>
 void conv2d_backward_weight_cpu(T* dw, const T* dy, const T* x, const ConvGeom& g) {
   if constexpr (std::is_same_v<T, float>)
-    if (conv_direct_preferred(g)) return conv2d_backward_weight_direct(dw, dy, x, g);
+    if (conv_direct_wgrad_preferred(g)) return conv2d_backward_weight_direct(dw, dy, x, g);
   const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
   const int64_t kg = cg * g.KH * g.KW, wsize = g.O * kg;
   const bool pw1 = is_pointwise(g);
