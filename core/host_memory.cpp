@@ -1,14 +1,16 @@
-// See host_memory.h. The cache keeps at most as many free bytes as the most ever in use at once
-// in large blocks, so a process's large blocks never hold more than twice its peak; a training
-// loop, which asks for the same sizes every step, reuses its blocks and stops mapping new ones
-// after the first step. Large blocks are also advised as transparent huge pages (first touch
+// See host_memory.h. What the large blocks hold (in use + cached) never exceeds the most ever in
+// use at once, the peak a process without the cache would reach: a miss first gives cached blocks
+// back. A training loop, which asks for the same sizes every step, reuses its blocks and stops
+// mapping new ones after the first step. Large blocks are also advised as transparent huge pages (first touch
 // faults in 2 MB at a time where the kernel allows it).
 #include "core/host_memory.h"
 
 #include <sys/mman.h>
 
 #include <cstdlib>
+#include <algorithm>
 #include <map>
+#include <unordered_map>
 #include <mutex>
 
 #include "core/error.h"
@@ -23,7 +25,8 @@ size_t rounded(size_t bytes) { return (bytes + kHuge - 1) / kHuge * kHuge; }
 
 struct LargeCache {
   std::mutex mu;
-  std::multimap<size_t, void*> free_blocks;  // rounded size -> block
+  std::multimap<size_t, void*> free_blocks;  // block size -> block
+  std::unordered_map<void*, size_t> sizes;   // block in use -> its size (may exceed the request)
   size_t cached = 0, in_use = 0, peak_in_use = 0;
 
   void release_all() {
@@ -61,25 +64,38 @@ void* host_alloc(size_t bytes) {
     LB_CHECK(p != nullptr, "out of memory allocating ", bytes, " bytes");
     return p;
   }
-  const size_t size = rounded(bytes);
+  const size_t want = rounded(bytes);
   LargeCache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  void* p = nullptr;
-  auto it = c.free_blocks.find(size);
-  if (it != c.free_blocks.end()) {
-    p = it->second;
+  // The smallest cached block that fits and wastes at most an eighth of itself.
+  auto it = c.free_blocks.lower_bound(want);
+  if (it != c.free_blocks.end() && it->first - want <= it->first / 8) {
+    void* p = it->second;
+    const size_t size = it->first;
     c.free_blocks.erase(it);
     c.cached -= size;
-  } else {
-    p = map_large(size);
-    if (!p) {  // give the cached blocks back and try once more
-      c.release_all();
-      p = map_large(size);
-    }
-    LB_CHECK(p != nullptr, "out of memory allocating ", bytes, " bytes");
+    c.in_use += size;
+    c.sizes[p] = size;
+    return p;
   }
-  c.in_use += size;
-  if (c.in_use > c.peak_in_use) c.peak_in_use = c.in_use;
+  // A miss maps a new block. First the cache gives back its largest blocks while keeping them
+  // would lift what is mapped (in use + cached) above the most ever in use: so large blocks never
+  // hold more memory than a process without the cache would at its peak.
+  while (!c.free_blocks.empty() && c.in_use + c.cached + want > std::max(c.peak_in_use, c.in_use + want)) {
+    auto last = std::prev(c.free_blocks.end());
+    std::free(last->second);
+    c.cached -= last->first;
+    c.free_blocks.erase(last);
+  }
+  void* p = map_large(want);
+  if (!p) {  // give the rest of the cache back and try once more
+    c.release_all();
+    p = map_large(want);
+  }
+  LB_CHECK(p != nullptr, "out of memory allocating ", bytes, " bytes");
+  c.in_use += want;
+  c.peak_in_use = std::max(c.peak_in_use, c.in_use);
+  c.sizes[p] = want;
   return p;
 }
 
@@ -89,14 +105,13 @@ void host_free(void* p, size_t bytes) {
     std::free(p);
     return;
   }
-  const size_t size = rounded(bytes);
   LargeCache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
+  auto it = c.sizes.find(p);
+  LB_CHECK(it != c.sizes.end(), "host_free: ", p, " is not a large block of host_alloc");
+  const size_t size = it->second;
+  c.sizes.erase(it);
   c.in_use -= size;
-  if (c.cached + size > c.peak_in_use) {
-    std::free(p);
-    return;
-  }
   c.free_blocks.emplace(size, p);
   c.cached += size;
 }
@@ -110,6 +125,12 @@ size_t host_cached_bytes() {
 }  // namespace lowbit
 
 namespace lowbit {
+
+size_t host_large_in_use_bytes() {
+  LargeCache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  return c.in_use;
+}
 
 size_t host_peak_large_bytes() {
   LargeCache& c = cache();
