@@ -15,15 +15,6 @@
 #ifdef LB_SIMD
 namespace lowbit {
 
-// Sum of N lanes (N a power of two) as a pairwise tree in a fixed order: the same bits every call.
-// Through memory, not shuffles: GCC 12 warns falsely on the AVX-512 cast/extract intrinsics.
-template <int N>
-inline float hsum_lanes(float* t) {
-  for (int h = N / 2; h > 0; h /= 2)
-    for (int i = 0; i < h; ++i) t[i] += t[i + h];
-  return t[0];
-}
-
 #if LB_SIMD == 512
 struct Simd {
   using V = __m512;
@@ -35,11 +26,6 @@ struct Simd {
   static V bcast(const float* p) { return _mm512_set1_ps(*p); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }  // a*b + c, one rounding
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
-  static float hsum(V v) {
-    alignas(64) float t[kWidth];
-    _mm512_store_ps(t, v);
-    return hsum_lanes<kWidth>(t);
-  }
 };
 #else
 struct Simd {
@@ -52,11 +38,6 @@ struct Simd {
   static V bcast(const float* p) { return _mm256_broadcast_ss(p); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
-  static float hsum(V v) {
-    alignas(32) float t[kWidth];
-    _mm256_store_ps(t, v);
-    return hsum_lanes<kWidth>(t);
-  }
 };
 #endif
 
