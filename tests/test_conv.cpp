@@ -270,6 +270,50 @@ TEST_CASE("conv2d: direct float32 kernels agree with float64 im2col + gemm") {
   CHECK_FALSE(conv_direct_preferred(k3));
 }
 
+TEST_CASE("conv2d: several images per GEMM (small outputs) match the naive reference and adjoints") {
+  // Outputs under 16x16 put several images side by side in one im2col matrix (conv_kernels.cpp);
+  // one thread makes one chunk of all 23 images, so the batches are full and a remainder follows.
+  // Float64: the forward against the naive loops, the two gradients through the adjoint
+  // identities <conv(x, w), dy> = <x, dx(dy, w)> = <w, dw(dy, x)>.
+  const int saved = num_threads();
+  for (int threads : {1, 2})
+    for (int64_t groups : {1, 2})
+      for (int64_t stride : {1, 2}) {
+        set_num_threads(threads);
+        INFO("threads ", threads, " groups ", groups, " stride ", stride);
+        Conv2dOptions o;
+        o.stride[0] = o.stride[1] = stride;
+        o.padding[0] = o.padding[1] = 1;
+        o.groups = groups;
+        const Tensor x = rand_tensor({23, 4, 5, 6}, 70 + groups, -1, 1);
+        const Tensor w = rand_tensor({6, 4 / groups, 3, 3}, 71, -1, 1);
+        const Tensor b = rand_tensor({6}, 72, -1, 1);
+        Shape shp;
+        const auto ref = naive_conv(x, w, b, o, shp);
+        const Tensor y = conv2d(x, w, b, o);
+        REQUIRE(y.shape() == shp);
+        CHECK(max_rel_diff(y, ref) < 1e-12);
+        ConvGeom g;
+        g.N = 23, g.C = 4, g.H = 5, g.W = 6, g.O = 6, g.KH = g.KW = 3, g.groups = groups;
+        g.sh = g.sw = stride, g.ph = g.pw = 1;
+        g.OH = conv_out_size(5, 3, stride, 1, 1), g.OW = conv_out_size(6, 3, stride, 1, 1);
+        const Tensor dy = rand_tensor({23, 6, g.OH, g.OW}, 73, -1, 1);
+        std::vector<double> yv((size_t)dy.numel()), dx((size_t)x.numel()), dw((size_t)w.numel());
+        conv2d_forward_cpu(yv.data(), x.data<double>(), w.data<double>(), (const double*)nullptr, g);
+        conv2d_backward_data_cpu(dx.data(), dy.data<double>(), w.data<double>(), g);
+        conv2d_backward_weight_cpu(dw.data(), dy.data<double>(), x.data<double>(), g);
+        auto dot = [](const double* a, const double* c, int64_t n) {
+          double t = 0;
+          for (int64_t i = 0; i < n; ++i) t += a[i] * c[i];
+          return t;
+        };
+        const double ydy = dot(yv.data(), dy.data<double>(), dy.numel());
+        CHECK(std::fabs(dot(x.data<double>(), dx.data(), x.numel()) - ydy) < 1e-9 * (1 + std::fabs(ydy)));
+        CHECK(std::fabs(dot(w.data<double>(), dw.data(), w.numel()) - ydy) < 1e-9 * (1 + std::fabs(ydy)));
+      }
+  set_num_threads(saved);
+}
+
 TEST_CASE("conv2d: same thread count gives the same bits; other counts agree to rounding") {
   const int saved = num_threads();
   Tensor x = rand_tensor({5, 8, 12, 12}, 11, -1, 1, DType::f32);

@@ -1,7 +1,7 @@
 // General conv2d kernels: float32 convolutions go to the direct kernels of conv_direct.h where
 // those are faster (conv_direct_preferred);
 // everything else runs im2col + gemm per image (the GEMM runs on a (C/groups*KH*KW, OH*OW)
-// column matrix per group), col2im for the data gradient, per-chunk partial sums for the weight
+// column matrix per group; outputs under 16x16 put several images side by side in one), col2im for the data gradient, per-chunk partial sums for the weight
 // gradient. The batch is cut into fixed chunks (conv_util.h) that run in parallel with
 // single-threaded GEMMs inside, so OpenMP and OpenBLAS never oversubscribe the cores.
 #include "core/cpu/conv_kernels.h"
@@ -26,14 +26,14 @@ int64_t conv_out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
 
 namespace {
 
-// One image: col (C*KH*KW, OH*OW) from x (C, H, W), zero where the window leaves the image.
+// One image: col (C*KH*KW, OH*OW) from x (C, H, W), zero where the window leaves the image; rows
+// ld apart (ld = OH*OW, or wider when several images sit side by side in one column matrix).
 template <class T>
-void im2col(T* col, const T* x, const ConvGeom& g) {
-  const int64_t ohw = g.OH * g.OW;
+void im2col(T* col, const T* x, const ConvGeom& g, int64_t ld) {
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t kh = 0; kh < g.KH; ++kh)
       for (int64_t kw = 0; kw < g.KW; ++kw) {
-        T* row = col + ((c * g.KH + kh) * g.KW + kw) * ohw;
+        T* row = col + ((c * g.KH + kh) * g.KW + kw) * ld;
         const int64_t off_w = kw * g.dw - g.pw;
         int64_t lo, hi;
         conv_valid_range(off_w, g.sw, g.W, g.OW, lo, hi);
@@ -55,15 +55,14 @@ void im2col(T* col, const T* x, const ConvGeom& g) {
       }
 }
 
-// The adjoint of im2col: dx (C, H, W) += scatter of dcol (C*KH*KW, OH*OW). Serial per image, so
-// the order of the additions is fixed.
+// The adjoint of im2col: dx (C, H, W) += scatter of dcol (C*KH*KW, OH*OW), rows ld apart.
+// Serial per image, so the order of the additions is fixed.
 template <class T>
-void col2im_add(T* dx, const T* dcol, const ConvGeom& g) {
-  const int64_t ohw = g.OH * g.OW;
+void col2im_add(T* dx, const T* dcol, const ConvGeom& g, int64_t ld) {
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t kh = 0; kh < g.KH; ++kh)
       for (int64_t kw = 0; kw < g.KW; ++kw) {
-        const T* row = dcol + ((c * g.KH + kh) * g.KW + kw) * ohw;
+        const T* row = dcol + ((c * g.KH + kh) * g.KW + kw) * ld;
         const int64_t off_w = kw * g.dw - g.pw;
         int64_t lo, hi;
         conv_valid_range(off_w, g.sw, g.W, g.OW, lo, hi);
@@ -89,6 +88,22 @@ int64_t macs_per_image(const ConvGeom& g) {
   return g.O * (g.C / g.groups) * g.KH * g.KW * g.OH * g.OW;
 }
 
+// Images per GEMM. A small output (ResNet-18's 4x4 stage: 16 columns an image) makes per-image
+// GEMMs so thin that OpenBLAS spends its time packing the whole weight matrix again for every
+// image; images side by side in one column matrix (at least 256 columns) pack it once a batch.
+int64_t images_per_gemm(const ConvGeom& g) {
+  const int64_t ohw = std::max<int64_t>(1, g.OH * g.OW);
+  return ohw >= 256 ? 1 : (256 + ohw - 1) / ohw;
+}
+
+// dyb (O, ld): the dy of m images side by side (image i at column i*OH*OW).
+template <class T>
+void gather_images(T* dyb, const T* dy, int64_t m, int64_t O, int64_t ohw, int64_t ld) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t o = 0; o < O; ++o)
+      std::copy(dy + (i * O + o) * ohw, dy + (i * O + o + 1) * ohw, dyb + o * ld + i * ohw);
+}
+
 }  // namespace
 
 template <class T>
@@ -99,13 +114,33 @@ void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom
   const int64_t kg = cg * g.KH * g.KW;  // GEMM inner size per group
   const bool pw1 = is_pointwise(g);
   conv_for_image_chunks(g.N, macs_per_image(g), [&](int64_t, int64_t n0, int64_t n1) {
+    const int64_t nb = std::min(images_per_gemm(g), n1 - n0);
+    if (nb > 1) {  // several images per GEMM: columns side by side, then copied out with the bias
+      const int64_t ld = nb * ohw;
+      std::vector<T> buf((size_t)(g.C * g.KH * g.KW * ld)), out((size_t)(g.O * ld));
+      for (int64_t n = n0; n < n1; n += nb) {
+        const int64_t m = std::min(nb, n1 - n);
+        for (int64_t i = 0; i < m; ++i) im2col(buf.data() + i * ohw, x + (n + i) * g.C * g.H * g.W, g, ld);
+        for (int64_t gr = 0; gr < g.groups; ++gr)
+          gemm(false, false, og, m * ohw, kg, T(1), w + gr * og * kg, kg, buf.data() + gr * kg * ld, ld,
+               T(0), out.data() + gr * og * ld, ld);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t o = 0; o < g.O; ++o) {
+            const T bias = b ? b[o] : T(0);
+            const T* src = out.data() + o * ld + i * ohw;
+            T* dst = y + ((n + i) * g.O + o) * ohw;
+            for (int64_t p = 0; p < ohw; ++p) dst[p] = src[p] + bias;
+          }
+      }
+      return;
+    }
     std::vector<T> buf(pw1 ? 0 : (size_t)(g.C * g.KH * g.KW * ohw));
     for (int64_t n = n0; n < n1; ++n) {
       const T* xn = x + n * g.C * g.H * g.W;
       T* yn = y + n * g.O * ohw;
       const T* col = xn;
       if (!pw1) {
-        im2col(buf.data(), xn, g);
+        im2col(buf.data(), xn, g, ohw);
         col = buf.data();
       }
       // The bias is written first and the GEMM accumulates onto it (beta = 1).
@@ -125,6 +160,24 @@ void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g)
   const int64_t kg = cg * g.KH * g.KW, chw = g.C * g.H * g.W;
   const bool pw1 = is_pointwise(g);
   conv_for_image_chunks(g.N, macs_per_image(g), [&](int64_t, int64_t n0, int64_t n1) {
+    const int64_t nb = std::min(images_per_gemm(g), n1 - n0);
+    if (nb > 1) {  // several images per GEMM: their dy side by side, one column gradient
+      const int64_t ld = nb * ohw;
+      std::vector<T> dyb((size_t)(g.O * ld)), dcol((size_t)(g.C * g.KH * g.KW * ld));
+      for (int64_t n = n0; n < n1; n += nb) {
+        const int64_t m = std::min(nb, n1 - n);
+        gather_images(dyb.data(), dy + n * g.O * ohw, m, g.O, ohw, ld);
+        for (int64_t gr = 0; gr < g.groups; ++gr)
+          gemm(true, false, kg, m * ohw, og, T(1), w + gr * og * kg, kg, dyb.data() + gr * og * ld, ld,
+               T(0), dcol.data() + gr * kg * ld, ld);
+        for (int64_t i = 0; i < m; ++i) {
+          T* dxn = dx + (n + i) * chw;
+          std::fill(dxn, dxn + chw, T(0));
+          col2im_add(dxn, dcol.data() + i * ohw, g, ld);
+        }
+      }
+      return;
+    }
     std::vector<T> buf(pw1 ? 0 : (size_t)(g.C * g.KH * g.KW * ohw));
     for (int64_t n = n0; n < n1; ++n) {
       const T* dyn = dy + n * g.O * ohw;
@@ -136,7 +189,7 @@ void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g)
              dcol + gr * kg * ohw, ohw);
       if (!pw1) {
         std::fill(dxn, dxn + chw, T(0));
-        col2im_add(dxn, dcol, g);
+        col2im_add(dxn, dcol, g, ohw);
       }
     }
   });
@@ -155,12 +208,27 @@ void conv2d_backward_weight_cpu(T* dw, const T* dy, const T* x, const ConvGeom& 
   conv_for_image_chunks(g.N, macs_per_image(g), [&](int64_t chunk, int64_t n0, int64_t n1) {
     T* acc = chunk == 0 ? dw : partial.data() + (chunk - 1) * wsize;
     if (n0 == n1) std::fill(acc, acc + wsize, T(0));
+    const int64_t nb = std::min(images_per_gemm(g), n1 - n0);
+    if (nb > 1) {  // several images per GEMM: their dy and columns side by side
+      const int64_t ld = nb * ohw;
+      std::vector<T> dyb((size_t)(g.O * ld)), buf((size_t)(g.C * g.KH * g.KW * ld));
+      for (int64_t n = n0; n < n1; n += nb) {
+        const int64_t m = std::min(nb, n1 - n);
+        gather_images(dyb.data(), dy + n * g.O * ohw, m, g.O, ohw, ld);
+        for (int64_t i = 0; i < m; ++i) im2col(buf.data() + i * ohw, x + (n + i) * g.C * g.H * g.W, g, ld);
+        const T beta = n == n0 ? T(0) : T(1);
+        for (int64_t gr = 0; gr < g.groups; ++gr)
+          gemm(false, true, og, kg, m * ohw, T(1), dyb.data() + gr * og * ld, ld,
+               buf.data() + gr * kg * ld, ld, beta, acc + gr * og * kg, kg);
+      }
+      return;
+    }
     std::vector<T> buf(pw1 ? 0 : (size_t)(g.C * g.KH * g.KW * ohw));
     for (int64_t n = n0; n < n1; ++n) {
       const T* xn = x + n * g.C * g.H * g.W;
       const T* col = xn;
       if (!pw1) {
-        im2col(buf.data(), xn, g);
+        im2col(buf.data(), xn, g, ohw);
         col = buf.data();
       }
       const T beta = n == n0 ? T(0) : T(1);
