@@ -1,17 +1,17 @@
 // See host_memory.h. What the large blocks hold (in use + cached) never exceeds the most ever in
 // use at once, the peak a process without the cache would reach: a miss first gives cached blocks
 // back. A training loop, which asks for the same sizes every step, reuses its blocks and stops
-// mapping new ones after the first step. Large blocks are also advised as transparent huge pages (first touch
-// faults in 2 MB at a time where the kernel allows it).
+// mapping new ones after the first step. Large blocks are also advised as transparent huge pages
+// (first touch faults in 2 MB at a time where the kernel allows it).
 #include "core/host_memory.h"
 
 #include <sys/mman.h>
 
-#include <cstdlib>
 #include <algorithm>
+#include <cstdlib>
 #include <map>
-#include <unordered_map>
 #include <mutex>
+#include <unordered_map>
 
 #include "core/error.h"
 
@@ -81,7 +81,8 @@ void* host_alloc(size_t bytes) {
   // A miss maps a new block. First the cache gives back its largest blocks while keeping them
   // would lift what is mapped (in use + cached) above the most ever in use: so large blocks never
   // hold more memory than a process without the cache would at its peak.
-  while (!c.free_blocks.empty() && c.in_use + c.cached + want > std::max(c.peak_in_use, c.in_use + want)) {
+  while (!c.free_blocks.empty() &&
+         c.in_use + c.cached + want > std::max(c.peak_in_use, c.in_use + want)) {
     auto last = std::prev(c.free_blocks.end());
     std::free(last->second);
     c.cached -= last->first;
@@ -121,10 +122,6 @@ size_t host_cached_bytes() {
   std::lock_guard<std::mutex> lock(c.mu);
   return c.cached;
 }
-
-}  // namespace lowbit
-
-namespace lowbit {
 
 size_t host_large_in_use_bytes() {
   LargeCache& c = cache();

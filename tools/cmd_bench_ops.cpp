@@ -34,14 +34,13 @@ double cpu_ms() {
   return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
-bool g_cpu_clock = false;  // --clock cpu; set once by cmd_bench_ops before any timing
-
-// Median time of fn over `iters` runs after two warm-up runs.
-Timing time_it(const std::function<void()>& fn, int iters, double macs) {
+// fn's time over `iters` runs after two warm-up runs: wall time, the median; or (cpu_clock) process
+// CPU time, the fastest run (interference from other processes only ever adds time).
+Timing time_it(const std::function<void()>& fn, int iters, double macs, bool cpu_clock) {
   for (int i = 0; i < 2; ++i) fn();
   std::vector<double> ms;
   for (int i = 0; i < iters; ++i) {
-    if (g_cpu_clock) {
+    if (cpu_clock) {
       const double c0 = cpu_ms();
       fn();
       ms.push_back(cpu_ms() - c0);
@@ -55,9 +54,7 @@ Timing time_it(const std::function<void()>& fn, int iters, double macs) {
   std::sort(ms.begin(), ms.end());
   const size_t n = ms.size();
   Timing t;
-  // CPU time: the fastest run (interference from other processes only ever adds time);
-  // wall time: the median.
-  t.ms = g_cpu_clock ? ms[0] : n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
+  t.ms = cpu_clock ? ms[0] : n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
   t.gflops = 2.0 * macs / (t.ms * 1e-3) / 1e9;
   return t;
 }
@@ -99,13 +96,13 @@ int cmd_bench_ops(int argc, char** argv) {
     return app.exit(e);
   }
   set_num_threads(threads);
-  g_cpu_clock = clock == "cpu";
-  LB_CHECK(!g_cpu_clock || num_threads() == 1, "bench-ops: --clock cpu needs --threads 1 (CPU time "
+  const bool cpu_clock = clock == "cpu";
+  LB_CHECK(!cpu_clock || num_threads() == 1, "bench-ops: --clock cpu needs --threads 1 (CPU time "
            "adds up every thread's time), got ", num_threads(), " threads");
   std::printf("bench-ops: batch %lld, float32, %d thread(s), OpenBLAS core %s, %d "
               "runs after 2 warm-up, %s\n\n",
               (long long)batch, num_threads(), blas_core_name().c_str(), iters,
-              g_cpu_clock ? "process CPU time, the fastest run" : "wall time, the median");
+              cpu_clock ? "process CPU time, the fastest run" : "wall time, the median");
   std::printf("| %-28s | %8s | %7s | %8s | %7s | %8s | %7s |\n", "op (k3, pad 1)", "fwd ms",
               "GFLOP/s", "bwd-d ms", "GFLOP/s", "bwd-w ms", "GFLOP/s");
   std::printf("|%s|---------:|--------:|---------:|--------:|---------:|--------:|\n",
@@ -123,9 +120,9 @@ int cmd_bench_ops(int argc, char** argv) {
     auto x = rand_vec(g.N * g.C * g.H * g.W, 1), w = rand_vec(g.O * g.C * 9, 2);
     auto b = rand_vec(g.O, 3), dy = rand_vec(g.N * g.O * g.OH * g.OW, 4);
     std::vector<float> y(dy.size()), dx(x.size()), dw(w.size());
-    Timing f = time_it([&] { conv2d_forward_cpu(y.data(), x.data(), w.data(), b.data(), g); }, iters, macs);
-    Timing d = time_it([&] { conv2d_backward_data_cpu(dx.data(), dy.data(), w.data(), g); }, iters, macs);
-    Timing wt = time_it([&] { conv2d_backward_weight_cpu(dw.data(), dy.data(), x.data(), g); }, iters, macs);
+    Timing f = time_it([&] { conv2d_forward_cpu(y.data(), x.data(), w.data(), b.data(), g); }, iters, macs, cpu_clock);
+    Timing d = time_it([&] { conv2d_backward_data_cpu(dx.data(), dy.data(), w.data(), g); }, iters, macs, cpu_clock);
+    Timing wt = time_it([&] { conv2d_backward_weight_cpu(dw.data(), dy.data(), x.data(), g); }, iters, macs, cpu_clock);
     print_row(s.name, f, d, wt);
   }
 
@@ -134,9 +131,9 @@ int cmd_bench_ops(int argc, char** argv) {
     auto x = rand_vec(batch * in, 5), w = rand_vec(out * in, 6), dy = rand_vec(batch * out, 7);
     std::vector<float> y(batch * out), dx(batch * in), dw(out * in);
     const double macs = (double)batch * in * out;
-    Timing f = time_it([&] { gemm(false, true, batch, out, in, 1.f, x.data(), in, w.data(), in, 0.f, y.data(), out); }, iters, macs);
-    Timing d = time_it([&] { gemm(false, false, batch, in, out, 1.f, dy.data(), out, w.data(), in, 0.f, dx.data(), in); }, iters, macs);
-    Timing wt = time_it([&] { gemm(true, false, out, in, batch, 1.f, dy.data(), out, x.data(), in, 0.f, dw.data(), in); }, iters, macs);
+    Timing f = time_it([&] { gemm(false, true, batch, out, in, 1.f, x.data(), in, w.data(), in, 0.f, y.data(), out); }, iters, macs, cpu_clock);
+    Timing d = time_it([&] { gemm(false, false, batch, in, out, 1.f, dy.data(), out, w.data(), in, 0.f, dx.data(), in); }, iters, macs, cpu_clock);
+    Timing wt = time_it([&] { gemm(true, false, out, in, batch, 1.f, dy.data(), out, x.data(), in, 0.f, dw.data(), in); }, iters, macs, cpu_clock);
     print_row("linear 64->10", f, d, wt);
   }
 
@@ -145,7 +142,7 @@ int cmd_bench_ops(int argc, char** argv) {
     auto a = rand_vec(n * n, 8), bm = rand_vec(n * n, 9);
     std::vector<float> c(n * n);
     Timing t = time_it([&] { gemm(false, false, n, n, n, 1.f, a.data(), n, bm.data(), n, 0.f, c.data(), n); },
-                       iters, (double)n * n * n);
+                       iters, (double)n * n * n, cpu_clock);
     std::printf("\nSGEMM %lldx%lldx%lld: %.3f ms, %.1f GFLOP/s\n", (long long)n, (long long)n,
                 (long long)n, t.ms, t.gflops);
   }

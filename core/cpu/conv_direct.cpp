@@ -3,13 +3,12 @@
 // width: AVX-512 or AVX2).
 //
 // Forward: per image, tiles of output channels x grid positions, cache-blocked over channel groups
-// and tap ranges. Weight gradient: dy is copied onto the same grid (zero in the columns the grid
-// throws away), and each tile of output channels x taps sums dy times the shifted planes over a
-// batch of images. Both sum in a fixed order.
+// and tap ranges. Weight gradient: dy transposed position-major (a position's output channels in
+// the vector lanes), each tile of taps x channels summed over the positions of a batch of images.
+// Both sum in a fixed order.
 #include "core/cpu/conv_direct.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -63,6 +62,9 @@ struct Grid {
   int64_t cstride = 0;     // floats per channel: its sh*sw phase planes
   int64_t OH = 0, OW = 0;  // the true output size
   int64_t Q = 0, Qr = 0;   // grid positions OH * Wp, and that rounded up to the tile width
+  // Stride > 1: where input column w lands within the phase row of its phase (a division per
+  // pixel in fill_planes cost more than the copy itself).
+  std::vector<int64_t> col_at;
 };
 
 // Grid positions of a geometry's output: OH rows of the (phase) plane width.
@@ -87,6 +89,11 @@ Grid make_grid(const ConvGeom& g, int64_t tile) {
   // Hp*Wp: so a plane needs Hp*Wp + (Qr - Q) + reach_w floats.
   r.plane = round_up(r.Hp * r.Wp + (r.Qr - r.Q) + reach_w, W);
   r.cstride = g.sh * g.sw * r.plane;
+  if (g.sh > 1 || g.sw > 1)
+    for (int64_t w = 0; w < g.W; ++w) {
+      const int64_t col = w + g.pw;
+      r.col_at.push_back((col % g.sw) * r.plane + col / g.sw);
+    }
   return r;
 }
 
@@ -100,19 +107,12 @@ void fill_planes(float* xp, const float* x, const Grid& gr) {
                     (size_t)gr.W * sizeof(float));
     return;
   }
-  // Where column w of an input row lands within the phase row of its phase (computed once:
-  // a division per pixel costs more than the copy).
-  std::vector<int64_t> col_at((size_t)gr.W);
-  for (int64_t w = 0; w < gr.W; ++w) {
-    const int64_t col = w + gr.pw;
-    col_at[(size_t)w] = (col % gr.sw) * gr.plane + col / gr.sw;
-  }
   for (int64_t c = 0; c < gr.C; ++c)
     for (int64_t h = 0; h < gr.H; ++h) {
       const int64_t r = h + gr.ph;
       float* row = xp + c * gr.cstride + (r % gr.sh) * gr.sw * gr.plane + (r / gr.sh) * gr.Wp;
       const float* src = x + (c * gr.H + h) * gr.W;
-      for (int64_t w = 0; w < gr.W; ++w) row[col_at[(size_t)w]] = src[w];
+      for (int64_t w = 0; w < gr.W; ++w) row[gr.col_at[(size_t)w]] = src[w];
     }
 }
 
@@ -155,16 +155,12 @@ std::vector<Block> pack_weights(std::vector<float>& packed, const float* w, int6
   return blocks;
 }
 
-// Tile shape (channels x position vectors) for a layer: the fewest loads per multiply-add, after
-// the waste of rounding the channels up to equal blocks and the grid up to whole tiles.
-struct TileShape {
-  int nq;
-  int64_t max_mr;
-};
-
-TileShape pick_tile(const ConvGeom& g, int force_nq) {
+// Position vectors per forward tile for a layer (its channel blocks then take up to
+// conv_tiles::max_mr(nq)): the fewest multiply-adds wasted on rounding the channels up to equal
+// blocks and the grid up to whole tiles, weighed with the loads per multiply-add.
+int pick_tile_nq(const ConvGeom& g, int force_nq) {
   const int64_t og = g.O / g.groups, q = grid_positions(g);
-  TileShape best{1, conv_tiles::max_mr(1)};
+  int best = 1;
   double best_cost = 1e300;
   for (int nq = 1; nq <= conv_tiles::kMaxNQ; ++nq) {
     if (force_nq > 0 && nq != force_nq) continue;
@@ -175,7 +171,7 @@ TileShape pick_tile(const ConvGeom& g, int force_nq) {
     // Measured on ResNet-20's layers (bench-ops): the multiply-adds alone do not predict the
     // speed, the loads per multiply-add count too, so the cost weighs both.
     const double cost = fma_waste * (0.5 + 0.25 * loads_per_fma);
-    if (cost < best_cost) best_cost = cost, best = {nq, mmr};
+    if (cost < best_cost) best_cost = cost, best = nq;
   }
   return best;
 }
@@ -186,9 +182,8 @@ void conv_on_grid(float* y, const float* x, const float* w, const float* b, cons
                   int force_nq) {
   LB_CHECK(force_nq >= 0 && force_nq <= conv_tiles::kMaxNQ, "conv2d direct: tile of ", force_nq,
            " position vectors, this build has 1 to ", conv_tiles::kMaxNQ);
-  const TileShape ts = pick_tile(g, force_nq);
-  const int nq = ts.nq;
-  const int64_t tile = nq * W, max_mr = ts.max_mr;
+  const int nq = pick_tile_nq(g, force_nq);
+  const int64_t tile = nq * W, max_mr = conv_tiles::max_mr(nq);
   const Grid gr = make_grid(g, tile);
   const int64_t cg = g.C / g.groups, K = cg * g.KH * g.KW, ohw = g.OH * g.OW;
   const std::vector<int64_t> koff = tap_offsets(cg, g, gr);
@@ -295,7 +290,7 @@ void conv2d_backward_data_direct(float* dx, const float* dy, const float* w, con
   conv_on_grid(dx, dy, wt.data(), nullptr, t, tile_nq);
 }
 
-// The weight gradient with output channels in the vector lanes (conv_tiles::wgrad_tile_t): dy is
+// The weight gradient with output channels in the vector lanes (conv_tiles::wgrad_tile): dy is
 // transposed position-major per image, channels padded to whole vectors; the sums are transposed
 // into dw at the end.
 void conv2d_backward_weight_direct(float* dw, const float* dy, const float* x, const ConvGeom& g) {
@@ -305,10 +300,15 @@ void conv2d_backward_weight_direct(float* dw, const float* dy, const float* x, c
   const int64_t asize = g.groups * K * opad;
   const std::vector<int64_t> koff = tap_offsets(cg, g, gr);
   const int64_t chunks = conv_image_chunks(g.N);
-  std::unique_ptr<float[]> partial(new float[(size_t)(chunks * asize)]);
+  // Each chunk sums its images into its own transposed buffer; the buffers are added in chunk
+  // order at the end, so the bits depend on the thread count only.
+  std::unique_ptr<float[]> partial(new float[(size_t)(chunks * asize)]);  // each chunk zeroes its own
   conv_for_image_chunks(g.N, g.O * K * ohw, [&](int64_t chunk, int64_t n0, int64_t n1) {
     float* acc = partial.get() + chunk * asize;
     std::fill(acc, acc + asize, 0.0f);
+    // Up to kWgradImages images per pass: a tile's sums run over all their positions before
+    // they are added to acc (small images would otherwise pay that addition per image).
+    // The padding channels of dT stay zero, so their (discarded) sums stay zero too.
     const int64_t xs = g.C * gr.cstride, ds = g.groups * ohw * opad;
     const int64_t nb = std::min<int64_t>(kWgradImages, n1 - n0);
     std::vector<float> xp((size_t)(nb * xs), 0.0f), dT((size_t)(nb * ds), 0.0f);
@@ -331,9 +331,9 @@ void conv2d_backward_weight_direct(float* dw, const float* dy, const float* x, c
         float* ag = acc + gi * K * opad;
         for (int64_t o = 0; o < opad;) {
           const int nv = opad - o >= 2 * W ? 2 : 1;
-          for (int64_t k = 0; k < K; k += conv_tiles::kMaxMKT) {
-            const int64_t mk = std::min<int64_t>(conv_tiles::kMaxMKT, K - k);
-            conv_tiles::wgrad_tile_t_fn(mk, nv)(ag + k * opad + o, opad, xg, koff.data() + k, dg + o,
+          for (int64_t k = 0; k < K; k += conv_tiles::kMaxMK) {
+            const int64_t mk = std::min<int64_t>(conv_tiles::kMaxMK, K - k);
+            conv_tiles::wgrad_tile_fn(mk, nv)(ag + k * opad + o, opad, xg, koff.data() + k, dg + o,
                                                 opad, ps);
           }
           o += nv * W;

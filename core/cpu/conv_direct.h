@@ -23,8 +23,8 @@ namespace lowbit {
 
 // Forward and weight gradient: any stride (s > 1 through phase planes, see conv_direct.cpp),
 // padding and dilation, any groups but depthwise (which has its own kernels); needs a build with
-// AVX2 and FMA (or AVX-512). The data gradient also needs stride 1 and padding at most the dilated kernel
-// extent minus one, so that it is again a convolution (of dy with the flipped weights).
+// AVX2 and FMA, or AVX-512. The data gradient also needs stride 1 and padding at most the dilated
+// kernel extent minus one, so that it is again a convolution (of dy with the flipped weights).
 bool conv_direct_supported(const ConvGeom& g);
 bool conv_direct_data_supported(const ConvGeom& g);
 // When they are also the faster choice, which the conv2d kernels then take: not for outputs under

@@ -7,8 +7,8 @@
 // Weight-gradient tile: MK taps x NV vectors of output channels, summed over a batch of images'
 // positions: per position NV loads of dy (transposed position-major: a position's channels are
 // the lanes), MK broadcasts of the shifted planes, MK*NV fused multiply-adds. (Vectors along the
-// positions instead, dy copied onto the grid, ran at half this speed on ResNet-20's layers: MK
-// shifted unaligned loads per position vector, and a lane reduction per tile.)
+// positions instead, dy copied onto the grid, were tried and dropped as slower: MK shifted
+// unaligned loads per position vector, and a lane reduction per tile.)
 #pragma once
 #include <array>
 #include <cstdint>
@@ -88,8 +88,8 @@ struct WgradPositions {
 };
 
 template <int MK, int NV>
-void wgrad_tile_t(float* out, int64_t ldo, const float* xp, const int64_t* koff, const float* dT,
-                  int64_t ldt, const WgradPositions& ps) {
+void wgrad_tile(float* out, int64_t ldo, const float* xp, const int64_t* koff, const float* dT,
+                int64_t ldt, const WgradPositions& ps) {
   static_assert(NV == 1 || NV == 2, "one or two vectors of output channels");
   V acc0[MK], acc1[MK];
   int64_t ko[MK];
@@ -134,19 +134,19 @@ void wgrad_tile_t(float* out, int64_t ldo, const float* xp, const int64_t* koff,
   }
 }
 
-constexpr int kMaxMKT = 8;  // taps per transposed tile: 8 offsets stay in general registers
+constexpr int kMaxMK = 8;  // taps per gradient tile: 8 offsets stay in general registers
 
-using WgradTileTFn = void (*)(float*, int64_t, const float*, const int64_t*, const float*, int64_t,
+using WgradTileFn = void (*)(float*, int64_t, const float*, const int64_t*, const float*, int64_t,
                               const WgradPositions&);
 
 template <int NV, int... K>
-constexpr auto wgrad_t_table(std::integer_sequence<int, K...>) {
-  return std::array<WgradTileTFn, sizeof...(K)>{&wgrad_tile_t<K + 1, NV>...};
+constexpr auto wgrad_table(std::integer_sequence<int, K...>) {
+  return std::array<WgradTileFn, sizeof...(K)>{&wgrad_tile<K + 1, NV>...};
 }
 
-inline WgradTileTFn wgrad_tile_t_fn(int64_t mk, int nv) {
-  static const auto t1 = wgrad_t_table<1>(std::make_integer_sequence<int, kMaxMKT>());
-  static const auto t2 = wgrad_t_table<2>(std::make_integer_sequence<int, kMaxMKT>());
+inline WgradTileFn wgrad_tile_fn(int64_t mk, int nv) {
+  static const auto t1 = wgrad_table<1>(std::make_integer_sequence<int, kMaxMK>());
+  static const auto t2 = wgrad_table<2>(std::make_integer_sequence<int, kMaxMK>());
   return nv == 1 ? t1[(size_t)mk - 1] : t2[(size_t)mk - 1];
 }
 

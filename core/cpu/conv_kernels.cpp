@@ -1,8 +1,8 @@
 // General conv2d kernels: float32 convolutions go to the direct kernels of conv_direct.h where
 // those are faster (conv_direct_preferred);
 // everything else runs im2col + gemm per image (the GEMM runs on a (C/groups*KH*KW, OH*OW)
-// column matrix per group; outputs under 16x16 put several images side by side in one), col2im for the data gradient, per-chunk partial sums for the weight
-// gradient. The batch is cut into fixed chunks (conv_util.h) that run in parallel with
+// column matrix per group; outputs under 16x16 put several images side by side in one), col2im
+// for the data gradient, per-chunk partial sums for the weight gradient. The batch is cut into fixed chunks (conv_util.h) that run in parallel with
 // single-threaded GEMMs inside, so OpenMP and OpenBLAS never oversubscribe the cores.
 #include "core/cpu/conv_kernels.h"
 

@@ -77,9 +77,6 @@ inline AvgWindow avg_window(const PoolGeom& g, int64_t oh, int64_t ow, bool incl
   a.div = (double)(include_pad ? padded : (a.he - a.hs) * (a.we - a.ws));
   return a;
 }
-}  // namespace
-
-namespace {
 // A 1x1 window without padding: each output is one input element (x / 1 is x exactly).
 bool one_by_one(const PoolGeom& g) { return g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0; }
 }  // namespace
