@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/activation.h"
 #include "core/tensor.h"
 
 namespace lowbit {
@@ -30,6 +31,9 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& axes = {}, bool keepdim
 // ---- activations (core/ops_activation.cpp) ----
 Tensor relu(const Tensor& x);
 Tensor relu6(const Tensor& x);
+// relu(add(a, b)) as one node "add+relu" (a residual block's end), a and b of the same shape: the
+// same values and gradients bit for bit, one pass and one tensor less.
+Tensor add_relu(const Tensor& a, const Tensor& b);
 // Inverted dropout: zero with probability p, scale kept elements by 1/(1-p). The mask comes from
 // the counter-based RNG keyed by (seed, stream), so it is the same whatever the thread count.
 Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t stream);
@@ -73,8 +77,11 @@ Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w);  // P
 // Training: normalise with the batch statistics (biased variance) and update the running
 // averages in place (unbiased variance, PyTorch's convention: r = (1-m) r + m x).
 // Eval: normalise with the running statistics. weight/bias (C) may be undefined (affine off).
+// act fuses relu or relu6 after it (core/activation.h): one node "batch_norm2d+relu" whose values
+// and gradients equal relu(batch_norm2d(...))'s bit for bit, with one pass and one tensor less.
 Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
-                    Tensor running_var, bool training, double momentum, double eps);
+                    Tensor running_var, bool training, double momentum, double eps,
+                    FusedAct act = FusedAct::none);
 
 // ---- losses (core/ops_loss.cpp) ----
 Tensor log_softmax(const Tensor& x);  // over the last axis of a 2-d tensor

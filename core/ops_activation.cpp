@@ -1,5 +1,5 @@
-// relu, relu6 and dropout. relu's gradient at exactly 0 is 0 (PyTorch's convention); relu6 passes
-// the gradient on the open interval (0, 6).
+// relu, relu6, add_relu and dropout. relu's gradient at exactly 0 is 0 (PyTorch's convention);
+// relu6 passes the gradient on the open interval (0, 6).
 #include "core/autograd.h"
 #include "core/cpu/elementwise_kernels.h"
 #include "core/cuda/kernels.h"
@@ -51,6 +51,37 @@ Tensor clamp_relu(const Tensor& x, double hi, const char* op) {
 
 Tensor relu(const Tensor& x) { return clamp_relu(x, -1.0, "relu"); }
 Tensor relu6(const Tensor& x) { return clamp_relu(x, 6.0, "relu6"); }
+
+Tensor add_relu(const Tensor& a, const Tensor& b) {
+  const char* op = "add+relu";
+  check_float(a, op, "a");
+  check_float(b, op, "b");
+  if (on_cuda(op, {&a, &b}, {"a", "b"})) return relu(add(a, b));  // two nodes on the GPU
+  check_cpu(a, op);
+  check_cpu(b, op);
+  LB_CHECK(a.dtype() == b.dtype(), op, ": a is ", dtype_name(a.dtype()), ", b is ",
+           dtype_name(b.dtype()));
+  LB_CHECK(a.shape() == b.shape(), op, ": a and b must have the same shape (no broadcasting), got ",
+           shape_str(a.shape()), " and ", shape_str(b.shape()));
+  Tensor y = Tensor::empty(a.shape(), a.dtype());
+  LB_DISPATCH_FLOAT(a.dtype(), op, [&] {
+    binary_cpu(y.data<scalar_t>(), a.data<scalar_t>(), b.data<scalar_t>(), a.numel(),
+               [](scalar_t u, scalar_t v) {
+                 const scalar_t s = u + v;
+                 return s > 0 ? s : (scalar_t)0;
+               });
+  });
+  // relu's mask from the output (0 < y iff 0 < a + b); add hands the same gradient to both.
+  Tensor sy = y.detach();
+  return record(y, op, {a, b}, {"a", "b"}, [sy](const Node& node, const Tensor& g) {
+    Tensor gm = Tensor::empty(g.shape(), g.dtype());
+    LB_DISPATCH_FLOAT(g.dtype(), "add+relu backward", [&] {
+      binary_cpu(gm.data<scalar_t>(), sy.data<scalar_t>(), g.data<scalar_t>(), g.numel(),
+                 [](scalar_t yv, scalar_t gv) { return yv > 0 ? gv : (scalar_t)0; });
+    });
+    return std::vector<Tensor>{node.needs_grad(0) ? gm : Tensor(), node.needs_grad(1) ? gm : Tensor()};
+  });
+}
 
 Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t stream) {
   check_float(x, "dropout", "x");

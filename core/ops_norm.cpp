@@ -28,9 +28,12 @@ void check_channel_param(const Tensor& t, const Tensor& x, const char* arg) {
 }  // namespace
 
 Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
-                    Tensor running_var, bool training, double momentum, double eps) {
-  if (on_cuda("batch_norm2d", {&x, &weight, &bias, &running_mean, &running_var}, {"x", "weight", "bias", "running_mean", "running_var"}))
-    return batch_norm2d_cuda(x, weight, bias, running_mean, running_var, training, momentum, eps);
+                    Tensor running_var, bool training, double momentum, double eps, FusedAct act) {
+  if (on_cuda("batch_norm2d", {&x, &weight, &bias, &running_mean, &running_var}, {"x", "weight", "bias", "running_mean", "running_var"})) {
+    // cuDNN's batch norm has no fused activation in the legacy API: two nodes on the GPU.
+    Tensor y = batch_norm2d_cuda(x, weight, bias, running_mean, running_var, training, momentum, eps);
+    return act == FusedAct::relu ? relu(y) : act == FusedAct::relu6 ? relu6(y) : y;
+  }
   check_float(x, "batch_norm2d", "x");
   check_cpu(x, "batch_norm2d");
   LB_CHECK(x.dim() == 4, "batch_norm2d: x must be 4-d (N, C, H, W), got shape ",
@@ -86,14 +89,19 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, T
     }
     batch_norm_forward_cpu(y.data<scalar_t>(), x.data<scalar_t>(), mean->data(), invstd->data(),
                            weight.defined() ? weight.data<scalar_t>() : nullptr,
-                           bias.defined() ? bias.data<scalar_t>() : nullptr, n, c, hw);
+                           bias.defined() ? bias.data<scalar_t>() : nullptr, n, c, hw, act);
   });
 
   Tensor sx = x.detach();
   Tensor sw = weight.defined() ? weight.detach() : Tensor();
+  // The fused activation's mask comes from the output, which the next op keeps anyway.
+  Tensor sy = act == FusedAct::none ? Tensor() : y.detach();
+  const char* name = act == FusedAct::relu    ? "batch_norm2d+relu"
+                     : act == FusedAct::relu6 ? "batch_norm2d+relu6"
+                                              : "batch_norm2d";
   return record(
-      y, "batch_norm2d", {x, weight, bias}, {"x", "weight", "bias"},
-      [sx, sw, mean, invstd, training, n, c, hw](const Node& node, const Tensor& g) {
+      y, name, {x, weight, bias}, {"x", "weight", "bias"},
+      [sx, sw, sy, act, mean, invstd, training, n, c, hw](const Node& node, const Tensor& g) {
         // needs_grad throws on an undefined input: ask only for the parameters that exist.
         const bool want_x = node.needs_grad(0);
         const bool want_w = node.inputs[1].defined() && node.needs_grad(1);
@@ -106,7 +114,8 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, T
           batch_norm_backward_cpu(want_x ? gx.data<scalar_t>() : nullptr, dgamma.data(),
                                   dbeta.data(), g.data<scalar_t>(), sx.data<scalar_t>(),
                                   mean->data(), invstd->data(),
-                                  sw.defined() ? sw.data<scalar_t>() : nullptr, training, n, c, hw);
+                                  sw.defined() ? sw.data<scalar_t>() : nullptr, training, n, c, hw,
+                                  sy.defined() ? sy.data<scalar_t>() : nullptr, act);
           for (int64_t i = 0; i < c; ++i) {
             if (want_w) gw.data<scalar_t>()[i] = (scalar_t)dgamma[i];
             if (want_b) gb.data<scalar_t>()[i] = (scalar_t)dbeta[i];

@@ -164,8 +164,10 @@ void BatchNorm2d::reset_parameters(uint64_t) {
   num_batches_tracked.fill(0);
 }
 
-Tensor BatchNorm2d::forward(const Tensor& x) {
-  Tensor y = batch_norm2d(x, weight, bias, running_mean, running_var, training(), momentum, eps);
+Tensor BatchNorm2d::forward(const Tensor& x) { return forward_act(x, FusedAct::none); }
+
+Tensor BatchNorm2d::forward_act(const Tensor& x, FusedAct act) {
+  Tensor y = batch_norm2d(x, weight, bias, running_mean, running_var, training(), momentum, eps, act);
   if (training()) num_batches_tracked.data<int64_t>()[0] += 1;
   return named(y, x, node_name());
 }

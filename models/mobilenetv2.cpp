@@ -37,8 +37,8 @@ class InvertedResidual : public Module {
     }
   }
   Tensor forward(const Tensor& x) override {
-    Tensor out = relu((*bn1_)((*conv1_)(x)));
-    out = relu((*bn2_)((*conv2_)(out)));
+    Tensor out = bn1_->forward_relu((*conv1_)(x));
+    out = bn2_->forward_relu((*conv2_)(out));
     out = (*bn3_)((*conv3_)(out));
     if (stride_ != 1) return out;
     return add(out, shortcut_ ? shortcut_->forward(x) : x);
@@ -82,9 +82,9 @@ class MobileNetV2 : public Module {
     linear_ = register_module("linear", std::make_shared<Linear>(1280, num_classes));
   }
   Tensor forward(const Tensor& x) override {
-    Tensor out = relu((*bn1_)((*conv1_)(x)));
+    Tensor out = bn1_->forward_relu((*conv1_)(x));
     out = layers_->forward(out);
-    out = relu((*bn2_)((*conv2_)(out)));
+    out = bn2_->forward_relu((*conv2_)(out));
     return (*linear_)((*pool_)(out));
   }
   std::string kind() const override { return "MobileNetV2"; }

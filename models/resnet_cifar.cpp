@@ -66,10 +66,9 @@ BasicBlock::BasicBlock(int64_t in_planes, int64_t planes, int64_t stride, Shortc
 }
 
 Tensor BasicBlock::forward(const Tensor& x) {
-  Tensor out = relu((*bn1_)((*conv1_)(x)));
+  Tensor out = bn1_->forward_relu((*conv1_)(x));
   out = (*bn2_)((*conv2_)(out));
-  out = add(out, shortcut_ ? shortcut_->forward(x) : x);
-  return relu(out);
+  return add_relu(out, shortcut_ ? shortcut_->forward(x) : x);
 }
 
 std::string BasicBlock::describe() const {
@@ -101,7 +100,7 @@ CifarResNet::CifarResNet(int64_t stem, const std::vector<int64_t>& widths,
 }
 
 Tensor CifarResNet::forward(const Tensor& x) {
-  Tensor out = relu((*bn1_)((*conv1_)(x)));
+  Tensor out = bn1_->forward_relu((*conv1_)(x));
   for (auto& layer : layers_) out = layer->forward(out);
   return (*linear_)((*pool_)(out));
 }

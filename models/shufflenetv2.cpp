@@ -47,9 +47,9 @@ class ShuffleBasicBlock : public Unit {
              ", H, W), got ", shape_str(x.shape()));
     const int64_t c = channels_ / 2;
     std::vector<Tensor> halves = split(x, {c, channels_ - c}, 1);
-    Tensor out = relu((*bn1_)((*conv1_)(halves[1])));
+    Tensor out = bn1_->forward_relu((*conv1_)(halves[1]));
     out = (*bn2_)((*conv2_)(out));
-    out = relu((*bn3_)((*conv3_)(out)));
+    out = bn3_->forward_relu((*conv3_)(out));
     return channel_shuffle(concat({halves[0], out}, 1), 2);
   }
   std::string kind() const override { return "ShuffleBasicBlock"; }
@@ -82,10 +82,10 @@ class ShuffleDownBlock : public Unit {
   }
   Tensor forward(const Tensor& x) override {
     Tensor left = (*bn1_)((*conv1_)(x));
-    left = relu((*bn2_)((*conv2_)(left)));
-    Tensor right = relu((*bn3_)((*conv3_)(x)));
+    left = bn2_->forward_relu((*conv2_)(left));
+    Tensor right = bn3_->forward_relu((*conv3_)(x));
     right = (*bn4_)((*conv4_)(right));
-    right = relu((*bn5_)((*conv5_)(right)));
+    right = bn5_->forward_relu((*conv5_)(right));
     return channel_shuffle(concat({left, right}, 1), 2);
   }
   std::string kind() const override { return "ShuffleDownBlock"; }
@@ -120,9 +120,9 @@ class ShuffleNetV2 : public Unit {
     linear_ = register_module("linear", std::make_shared<Linear>(widths[3], num_classes));
   }
   Tensor forward(const Tensor& x) override {
-    Tensor out = relu((*bn1_)((*conv1_)(x)));
+    Tensor out = bn1_->forward_relu((*conv1_)(x));
     for (auto& layer : layers_) out = layer->forward(out);
-    out = relu((*bn2_)((*conv2_)(out)));
+    out = bn2_->forward_relu((*conv2_)(out));
     return (*linear_)((*pool_)(out));
   }
   std::string kind() const override { return "ShuffleNetV2"; }

@@ -25,9 +25,9 @@ class SmallCnn : public Module {
     linear_ = register_module("linear", std::make_shared<Linear>(64, num_classes));
   }
   Tensor forward(const Tensor& x) override {
-    Tensor out = (*pool1_)(relu((*bn1_)((*conv1_)(x))));
-    out = (*pool2_)(relu((*bn2_)((*conv2_)(out))));
-    out = relu((*bn3_)((*conv3_)(out)));
+    Tensor out = (*pool1_)(bn1_->forward_relu((*conv1_)(x)));
+    out = (*pool2_)(bn2_->forward_relu((*conv2_)(out)));
+    out = bn3_->forward_relu((*conv3_)(out));
     return (*linear_)((*pool3_)(out));
   }
   std::string kind() const override { return "SmallCNN"; }

@@ -29,8 +29,8 @@ class WideBasicBlock : public Module {
   Tensor forward(const Tensor& x) override {
     // The reference pre-activates x itself when the width changes, so the 1x1 shortcut then sees
     // BN-ReLU(x); with equal widths the identity shortcut takes the raw x.
-    Tensor act = relu((*bn1_)(x));
-    Tensor out = relu((*bn2_)((*conv1_)(act)));
+    Tensor act = bn1_->forward_relu(x);
+    Tensor out = bn2_->forward_relu((*conv1_)(act));
     out = (*conv2_)(out);
     return add(equal_in_out_ ? x : (*shortcut_)(act), out);
   }
@@ -76,7 +76,7 @@ class WideResNet : public Module {
   Tensor forward(const Tensor& x) override {
     Tensor out = (*conv1_)(x);
     out = (*block3_)((*block2_)((*block1_)(out)));
-    out = relu((*bn1_)(out));
+    out = bn1_->forward_relu(out);
     return (*fc_)((*pool_)(out));
   }
   std::string kind() const override { return "WideResNet"; }

@@ -1,6 +1,7 @@
 // The engine: recording, accumulation, no_grad, hooks, graph dump, broadcasting, reductions.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "core/autograd.h"
@@ -90,6 +91,41 @@ TEST_CASE("activations: relu and relu6 forward and gradient away from kinks") {
   CHECK(relu6(x).to_vector<double>() == std::vector<double>{0, 0.5, 3, 6, 6});
   CHECK_GRADCHECK(gradcheck([](const std::vector<Tensor>& in) { return relu(in[0]); }, {x}));
   CHECK_GRADCHECK(gradcheck([](const std::vector<Tensor>& in) { return relu6(in[0]); }, {x}));
+}
+
+TEST_CASE("activations: add_relu is relu(add) bit for bit, one node, gradient to both inputs") {
+  for (const DType dt : {DType::f32, DType::f64}) {
+    CAPTURE(dtype_name(dt));
+    Tensor a0 = rand_tensor({3, 4, 5, 6}, 81, -1, 1, dt), b0 = rand_tensor({3, 4, 5, 6}, 82, -1, 1, dt);
+    Tensor g = rand_tensor({3, 4, 5, 6}, 83, -1, 1, dt);
+    auto run = [&](bool fused, std::vector<Tensor>& out) {
+      Tensor a = a0.clone().set_requires_grad(true), b = b0.clone().set_requires_grad(true);
+      Tensor y = fused ? add_relu(a, b) : relu(add(a, b));
+      if (fused) CHECK(y.node()->kind == "add+relu");
+      backward(y, g);
+      out = {y, a.grad(), b.grad()};
+    };
+    std::vector<Tensor> f, c;
+    run(true, f);
+    run(false, c);
+    for (size_t i = 0; i < f.size(); ++i) {
+      CAPTURE(i);
+      CHECK(f[i].to_vector<double>() == c[i].to_vector<double>());
+    }
+    auto yv = f[0].to_vector<double>();
+    CHECK(std::count(yv.begin(), yv.end(), 0.0) > 0);  // the mask is not trivial
+  }
+  // Only the input that wants a gradient gets one.
+  Tensor a = rand_tensor({4}, 84).set_requires_grad(true), b = rand_tensor({4}, 85);
+  backward(sum(add_relu(a, b)));
+  CHECK(a.grad().defined());
+  CHECK_FALSE(b.grad().defined());
+  CHECK_GRADCHECK(gradcheck([](const std::vector<Tensor>& in) { return add_relu(in[0], in[1]); },
+                            {rand_tensor({2, 3}, 86), rand_tensor({2, 3}, 87)}));
+  CHECK_THROWS_WITH_AS(add_relu(rand_tensor({2, 3}, 1), rand_tensor({3}, 2)),
+                       doctest::Contains("add+relu: a and b must have the same shape"), Error);
+  CHECK_THROWS_WITH_AS(add_relu(rand_tensor({2}, 1), rand_tensor({2}, 2, -1, 1, DType::f32)),
+                       doctest::Contains("add+relu: a is float64, b is float32"), Error);
 }
 
 TEST_CASE("dropout: same mask for the same key, expectation preserved") {

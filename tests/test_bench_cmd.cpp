@@ -126,7 +126,8 @@ TEST_CASE("bench: --profile splits a training step per op kind, forward and back
   // The charged intervals lie inside the step (rounding aside).
   CHECK(charged_ms <= step_ms * (1 + 1e-6) + 1e-6);
 
-  // smallcnn: 3 convs, 3 batch norms, 3 ReLUs, 1 linear, the loss; each run forward and backward.
+  // smallcnn: 3 convs, 3 batch norms with their ReLUs fused (one node each), 1 linear, the loss;
+  // each run forward and backward.
   REQUIRE_MESSAGE(by_kind.count("conv2d"), out);
   const nlohmann::json& conv = by_kind["conv2d"];
   CHECK(conv.at("forward_ms").get<double>() > 0);
@@ -135,10 +136,12 @@ TEST_CASE("bench: --profile splits a training step per op kind, forward and back
   CHECK(conv.at("backward_calls") == 3);
   CHECK(conv.at("total_ms").get<double>() ==
         doctest::Approx(conv.at("forward_ms").get<double>() + conv.at("backward_ms").get<double>()));
-  for (const char* kind : {"batch_norm2d", "relu", "linear", "softmax_cross_entropy",
+  for (const char* kind : {"batch_norm2d+relu", "linear", "softmax_cross_entropy",
                            "optimizer update", "grad accumulate", "other"})
     CHECK_MESSAGE(by_kind.count(kind) == 1, kind, " missing in ", out);
-  CHECK(by_kind["batch_norm2d"].at("forward_calls") == 3);
+  CHECK(by_kind["batch_norm2d+relu"].at("forward_calls") == 3);
+  CHECK(by_kind["batch_norm2d+relu"].at("backward_calls") == 3);
+  CHECK(by_kind.count("relu") == 0);
   CHECK(by_kind["softmax_cross_entropy"].at("backward_calls") == 1);
   CHECK(by_kind["optimizer update"].at("forward_ms").get<double>() == 0);
 

@@ -109,8 +109,15 @@ void add_norm_pool(std::vector<RegisteredOp>& t) {
        {kX, {"weight", true}, {"bias", true}},
        {{"eps", "added to the variance (default 1e-5)"},
         {"momentum", "running-average factor (default 0.1)"},
-        {"training", "true: batch statistics; false: the running stats 0/1 (default true)"}},
+        {"training", "true: batch statistics; false: the running stats 0/1 (default true)"},
+        {"act", "none, relu or relu6 fused after it, one node (default none)"}},
        [](const Inputs& in, const OpOptions& opt) {
+         const std::string act_name = opt.get_string("act", "none");
+         const FusedAct act = act_name == "relu"    ? FusedAct::relu
+                              : act_name == "relu6" ? FusedAct::relu6
+                                                    : FusedAct::none;
+         LB_CHECK(act != FusedAct::none || act_name == "none", "batchnorm2d: option 'act' is '",
+                  act_name, "'; expected none, relu or relu6");
          const double eps = opt.get_double("eps", 1e-5);
          const double momentum = opt.get_double("momentum", 0.1);
          const bool training = opt.get_bool("training", true);
@@ -120,7 +127,7 @@ void add_norm_pool(std::vector<RegisteredOp>& t) {
          Tensor rm = Tensor::zeros({x.size(1)}, x.dtype());
          Tensor rv = Tensor::ones({x.size(1)}, x.dtype());
          return batch_norm2d(x, opt_in(in, "weight"), opt_in(in, "bias"), rm, rv, training,
-                             momentum, eps);
+                             momentum, eps, act);
        }});
   for (const bool is_max : {true, false}) {
     std::vector<OpOption> options = {{"kernel_size", "int or H,W (required)"},
@@ -191,6 +198,7 @@ void add_elementwise(std::vector<RegisteredOp>& t) {
   add_binary(t, "mul", "a * b with NumPy broadcasting", mul);
   add_binary(t, "div", "a / b with NumPy broadcasting", div);
   add_unary(t, "relu", "max(x, 0)", relu);
+  add_binary(t, "add_relu", "max(a + b, 0) as one node (a residual block's end); same shapes", add_relu);
   add_unary(t, "relu6", "min(max(x, 0), 6)", relu6);
   for (const bool is_mean : {false, true}) {
     const char* name = is_mean ? "mean" : "sum";

@@ -4,23 +4,29 @@
 #pragma once
 #include <cstdint>
 
+#include "core/activation.h"
+
 namespace lowbit {
 
 // mean (C) and biased variance (C) over the N*HW values of each channel (one pass, double).
 template <class T>
 void batch_norm_stats_cpu(double* mean, double* var, const T* x, int64_t n, int64_t c, int64_t hw);
 
-// y = (x - mean) * invstd * gamma + beta; gamma, beta (C) may be null (1 and 0).
+// y = act((x - mean) * invstd * gamma + beta); gamma, beta (C) may be null (1 and 0).
 template <class T>
 void batch_norm_forward_cpu(T* y, const T* x, const double* mean, const double* invstd,
-                            const T* gamma, const T* beta, int64_t n, int64_t c, int64_t hw);
+                            const T* gamma, const T* beta, int64_t n, int64_t c, int64_t hw,
+                            FusedAct act = FusedAct::none);
 
 // dgamma = sum(dy * x_hat), dbeta = sum(dy) per channel (double, C). dx (may be null):
 //   training: gamma * invstd * (dy - sum(dy)/M - x_hat * sum(dy * x_hat)/M), M = N*HW
 //   eval:     gamma * invstd * dy (the statistics are constants)
+// With a fused activation, dy is first masked by the forward's output y (core/activation.h), the
+// same values relu's backward would have handed on; y is unused (may be null) without one.
 template <class T>
 void batch_norm_backward_cpu(T* dx, double* dgamma, double* dbeta, const T* dy, const T* x,
                              const double* mean, const double* invstd, const T* gamma,
-                             bool training, int64_t n, int64_t c, int64_t hw);
+                             bool training, int64_t n, int64_t c, int64_t hw,
+                             const T* y = nullptr, FusedAct act = FusedAct::none);
 
 }  // namespace lowbit
