@@ -275,12 +275,17 @@ TEST_CASE("conv2d: several images per GEMM (small outputs) match the naive refer
   // one thread makes one chunk of all 23 images, so the batches are full and a remainder follows.
   // Float64: the forward against the naive loops, the two gradients through the adjoint
   // identities <conv(x, w), dy> = <x, dx(dy, w)> = <w, dw(dy, x)>.
+  // The weight gradient there runs blocks of images in order, each one GEMM into dw: with the
+  // default budget all 23 images make one block; a budget of one byte makes 23 blocks of one.
   const int saved = num_threads();
+  const int64_t saved_block = conv_wgrad_block_bytes();
+  for (int64_t block_bytes : {saved_block, int64_t(1)})
   for (int threads : {1, 2})
     for (int64_t groups : {1, 2})
       for (int64_t stride : {1, 2}) {
         set_num_threads(threads);
-        INFO("threads ", threads, " groups ", groups, " stride ", stride);
+        conv_wgrad_block_bytes() = block_bytes;
+        INFO("threads ", threads, " groups ", groups, " stride ", stride, " block bytes ", block_bytes);
         Conv2dOptions o;
         o.stride[0] = o.stride[1] = stride;
         o.padding[0] = o.padding[1] = 1;
@@ -312,6 +317,7 @@ TEST_CASE("conv2d: several images per GEMM (small outputs) match the naive refer
         CHECK(std::fabs(dot(w.data<double>(), dw.data(), w.numel()) - ydy) < 1e-9 * (1 + std::fabs(ydy)));
       }
   set_num_threads(saved);
+  conv_wgrad_block_bytes() = saved_block;
 }
 
 TEST_CASE("conv2d: same thread count gives the same bits; other counts agree to rounding") {

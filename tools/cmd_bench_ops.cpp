@@ -67,8 +67,23 @@ std::vector<float> rand_vec(int64_t n, uint64_t seed) {
 
 struct ConvShape {
   const char* name;
-  int64_t C, O, H, stride;
+  int64_t C, O, H, stride, k = 3;  // padding k / 2
 };
+
+// The distinct convolutions of each model at CIFAR's 32x32 (models/resnet_cifar.cpp, resnet18.cpp).
+std::vector<ConvShape> shapes_of(const std::string& model) {
+  if (model == "resnet18")
+    return {{"conv 3->64 32x32", 3, 64, 32, 1},         {"conv 64->64 32x32", 64, 64, 32, 1},
+            {"conv 64->128 32x32 s2", 64, 128, 32, 2},  {"conv 128->128 16x16", 128, 128, 16, 1},
+            {"conv 128->256 16x16 s2", 128, 256, 16, 2}, {"conv 256->256 8x8", 256, 256, 8, 1},
+            {"conv 256->512 8x8 s2", 256, 512, 8, 2},   {"conv 512->512 4x4", 512, 512, 4, 1},
+            {"conv1x1 64->128 32x32 s2", 64, 128, 32, 2, 1},
+            {"conv1x1 128->256 16x16 s2", 128, 256, 16, 2, 1},
+            {"conv1x1 256->512 8x8 s2", 256, 512, 8, 2, 1}};
+  return {{"conv 3->16 32x32", 3, 16, 32, 1},      {"conv 16->16 32x32", 16, 16, 32, 1},
+          {"conv 16->32 32x32 s2", 16, 32, 32, 2}, {"conv 32->32 16x16", 32, 32, 16, 1},
+          {"conv 32->64 16x16 s2", 32, 64, 16, 2}, {"conv 64->64 8x8", 64, 64, 8, 1}};
+}
 
 void print_row(const std::string& name, const Timing& f, const Timing& d, const Timing& w) {
   std::printf("| %-28s | %8.3f | %7.1f | %8.3f | %7.1f | %8.3f | %7.1f |\n", name.c_str(), f.ms,
@@ -79,8 +94,15 @@ void print_row(const std::string& name, const Timing& f, const Timing& d, const 
 }  // namespace
 
 int cmd_bench_ops(int argc, char** argv) {
-  CLI::App app{"time conv2d/linear kernels at ResNet-20's shapes (float32)", "lowbit bench-ops"};
+  CLI::App app{"time conv2d/linear kernels at ResNet-20's (or ResNet-18's) shapes (float32)",
+               "lowbit bench-ops"};
   int threads = 0, iters = 10;
+  std::string model = "resnet20";
+  app.add_option("--shapes", model, "whose convolutions: resnet20 | resnet18")
+      ->check(CLI::IsMember({"resnet20", "resnet18"}))
+      ->capture_default_str();
+  std::string only;
+  app.add_option("--only", only, "time only the rows whose name contains this, e.g. '512->512'");
   int64_t batch = 128;
   app.add_option("--threads", threads, "threads for OpenMP and OpenBLAS (0: all cores)");
   app.add_option("--iters", iters, "timed runs per kernel")->check(CLI::PositiveNumber);
@@ -99,25 +121,23 @@ int cmd_bench_ops(int argc, char** argv) {
   const bool cpu_clock = clock == "cpu";
   LB_CHECK(!cpu_clock || num_threads() == 1, "bench-ops: --clock cpu needs --threads 1 (CPU time "
            "adds up every thread's time), got ", num_threads(), " threads");
-  std::printf("bench-ops: batch %lld, float32, %d thread(s), OpenBLAS core %s, %d "
+  std::printf("bench-ops: %s's convolutions, batch %lld, float32, %d thread(s), OpenBLAS core %s, %d "
               "runs after 2 warm-up, %s\n\n",
-              (long long)batch, num_threads(), blas_core_name().c_str(), iters,
+              model.c_str(), (long long)batch, num_threads(), blas_core_name().c_str(), iters,
               cpu_clock ? "process CPU time, the fastest run" : "wall time, the median");
-  std::printf("| %-28s | %8s | %7s | %8s | %7s | %8s | %7s |\n", "op (k3, pad 1)", "fwd ms",
+  std::printf("| %-28s | %8s | %7s | %8s | %7s | %8s | %7s |\n", "op (pad k/2)", "fwd ms",
               "GFLOP/s", "bwd-d ms", "GFLOP/s", "bwd-w ms", "GFLOP/s");
   std::printf("|%s|---------:|--------:|---------:|--------:|---------:|--------:|\n",
               std::string(30, '-').c_str());
 
-  const ConvShape shapes[] = {{"conv 3->16 32x32", 3, 16, 32, 1},  {"conv 16->16 32x32", 16, 16, 32, 1},
-                              {"conv 16->32 32x32 s2", 16, 32, 32, 2}, {"conv 32->32 16x16", 32, 32, 16, 1},
-                              {"conv 32->64 16x16 s2", 32, 64, 16, 2}, {"conv 64->64 8x8", 64, 64, 8, 1}};
-  for (const ConvShape& s : shapes) {
+  for (const ConvShape& s : shapes_of(model)) {
+    if (std::string(s.name).find(only) == std::string::npos) continue;
     ConvGeom g;
-    g.N = batch, g.C = s.C, g.H = g.W = s.H, g.O = s.O, g.KH = g.KW = 3;
-    g.sh = g.sw = s.stride, g.ph = g.pw = 1;
-    g.OH = conv_out_size(g.H, 3, g.sh, 1, 1), g.OW = conv_out_size(g.W, 3, g.sw, 1, 1);
-    const double macs = (double)g.N * g.O * g.C * 9 * g.OH * g.OW;
-    auto x = rand_vec(g.N * g.C * g.H * g.W, 1), w = rand_vec(g.O * g.C * 9, 2);
+    g.N = batch, g.C = s.C, g.H = g.W = s.H, g.O = s.O, g.KH = g.KW = s.k;
+    g.sh = g.sw = s.stride, g.ph = g.pw = s.k / 2;
+    g.OH = conv_out_size(g.H, s.k, g.sh, g.ph, 1), g.OW = conv_out_size(g.W, s.k, g.sw, g.pw, 1);
+    const double macs = (double)g.N * g.O * g.C * s.k * s.k * g.OH * g.OW;
+    auto x = rand_vec(g.N * g.C * g.H * g.W, 1), w = rand_vec(g.O * g.C * s.k * s.k, 2);
     auto b = rand_vec(g.O, 3), dy = rand_vec(g.N * g.O * g.OH * g.OW, 4);
     std::vector<float> y(dy.size()), dx(x.size()), dw(w.size());
     Timing f = time_it([&] { conv2d_forward_cpu(y.data(), x.data(), w.data(), b.data(), g); }, iters, macs, cpu_clock);
@@ -126,15 +146,16 @@ int cmd_bench_ops(int argc, char** argv) {
     print_row(s.name, f, d, wt);
   }
 
-  {  // linear 64 -> 10: y = x W^T, dx = dy W, dW = dy^T x, one GEMM each
-    const int64_t in = 64, out = 10;
+  if (!only.empty()) return 0;
+  {  // the classifier, 64 (512) -> 10: y = x W^T, dx = dy W, dW = dy^T x, one GEMM each
+    const int64_t in = model == "resnet18" ? 512 : 64, out = 10;
     auto x = rand_vec(batch * in, 5), w = rand_vec(out * in, 6), dy = rand_vec(batch * out, 7);
     std::vector<float> y(batch * out), dx(batch * in), dw(out * in);
     const double macs = (double)batch * in * out;
     Timing f = time_it([&] { gemm(false, true, batch, out, in, 1.f, x.data(), in, w.data(), in, 0.f, y.data(), out); }, iters, macs, cpu_clock);
     Timing d = time_it([&] { gemm(false, false, batch, in, out, 1.f, dy.data(), out, w.data(), in, 0.f, dx.data(), in); }, iters, macs, cpu_clock);
     Timing wt = time_it([&] { gemm(true, false, out, in, batch, 1.f, dy.data(), out, x.data(), in, 0.f, dw.data(), in); }, iters, macs, cpu_clock);
-    print_row("linear 64->10", f, d, wt);
+    print_row("linear " + std::to_string(in) + "->10", f, d, wt);
   }
 
   {  // OpenBLAS's own rate on a large square SGEMM

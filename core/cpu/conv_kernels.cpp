@@ -1,18 +1,22 @@
 // General conv2d kernels: float32 convolutions go to the direct kernels of conv_direct.h where
-// those are faster (conv_direct_preferred);
-// everything else runs im2col + gemm per image (the GEMM runs on a (C/groups*KH*KW, OH*OW)
-// column matrix per group; outputs under 16x16 put several images side by side in one), col2im
-// for the data gradient, per-chunk partial sums for the weight gradient. The batch is cut into fixed chunks (conv_util.h) that run in parallel with
-// single-threaded GEMMs inside, so OpenMP and OpenBLAS never oversubscribe the cores.
+// those are faster (conv_direct_preferred); everything else runs im2col + GEMM (the GEMM on a
+// (C/groups*KH*KW, OH*OW) column matrix per group), col2im for the data gradient. The batch is
+// cut into fixed chunks (conv_util.h) that run in parallel with single-threaded GEMMs inside, so
+// OpenMP and OpenBLAS never oversubscribe the cores. Outputs under 16x16 put several images side
+// by side in one column matrix (images_per_gemm). The weight gradient sums per chunk and adds the
+// chunks in order, except at those small outputs, where one GEMM per block of images
+// accumulates straight into dw (weight_grad_batched).
 #include "core/cpu/conv_kernels.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <type_traits>
 #include <vector>
 
 #include "core/cpu/blas.h"
 #include "core/cpu/conv_direct.h"
 #include "core/cpu/conv_util.h"
+#include "core/error.h"
 #include "core/parallel.h"
 
 namespace lowbit {
@@ -28,9 +32,10 @@ namespace {
 
 // One image: col (C*KH*KW, OH*OW) from x (C, H, W), zero where the window leaves the image; rows
 // ld apart (ld = OH*OW, or wider when several images sit side by side in one column matrix).
+// Channels [c0, c1) only when given (the rows of those channels).
 template <class T>
-void im2col(T* col, const T* x, const ConvGeom& g, int64_t ld) {
-  for (int64_t c = 0; c < g.C; ++c)
+void im2col(T* col, const T* x, const ConvGeom& g, int64_t ld, int64_t c0 = 0, int64_t c1 = -1) {
+  for (int64_t c = c0; c < (c1 < 0 ? g.C : c1); ++c)
     for (int64_t kh = 0; kh < g.KH; ++kh)
       for (int64_t kw = 0; kw < g.KW; ++kw) {
         T* row = col + ((c * g.KH + kh) * g.KW + kw) * ld;
@@ -104,7 +109,96 @@ void gather_images(T* dyb, const T* dy, int64_t m, int64_t O, int64_t ohw, int64
       std::copy(dy + (i * O + o) * ohw, dy + (i * O + o + 1) * ohw, dyb + o * ld + i * ohw);
 }
 
+// weight_grad_batched's block matrices live in two per-thread workspaces that grow to the largest
+// size asked and are kept (the calling thread's; ops run on one thread at a time). Allocated and
+// freed per call, a 19 MB column matrix came back from malloc as fresh pages every time (faulting
+// them in: 57 ms, the im2col into warm pages: 7 ms), and put through host_alloc's cache instead
+// it crowded out the activations' blocks (batch norm's and the optimizer's times doubled from page
+// faults). The cost: the largest block matrices stay resident (42 MB for ResNet-18 at batch 128).
+template <class T>
+T* workspace(int slot, int64_t n) {
+  struct Block {
+    void* p = nullptr;
+    size_t bytes = 0;
+    ~Block() { std::free(p); }
+  };
+  thread_local Block blocks[2];
+  Block& b = blocks[slot];
+  const size_t want = (size_t)std::max<int64_t>(1, n) * sizeof(T);
+  if (want > b.bytes) {
+    std::free(b.p);
+    b.p = nullptr, b.bytes = 0;
+    const size_t rounded = (want + 4095) / 4096 * 4096;
+    b.p = std::aligned_alloc(4096, rounded);
+    LB_CHECK(b.p != nullptr, "conv2d: out of memory allocating a ", rounded, "-byte workspace");
+    b.bytes = rounded;
+  }
+  return static_cast<T*>(b.p);
+}
+
+// The block helpers below run in parallel over channels and, within a channel, walk the images
+// in order: each row of a block matrix (ld = m*OH*OW floats, 8 KB at the 4x4 stage) is then
+// written or read from start to end. Parallel over images instead, every image touched one short
+// segment of every row, a page apart: the TLB misses made im2col cost more than the GEMM.
+
+// Images [n, n + m) side by side: col (C*KH*KW, m*OH*OW) by im2col.
+template <class T>
+void im2col_block(T* col, const T* x, const ConvGeom& g, int64_t n, int64_t m) {
+  const int64_t ohw = g.OH * g.OW, chw = g.C * g.H * g.W;
+  parallel_for(g.C, m * g.KH * g.KW * ohw, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c)
+      for (int64_t i = 0; i < m; ++i) im2col(col + i * ohw, x + (n + i) * chw, g, m * ohw, c, c + 1);
+  });
+}
+
+// dyb (O, m*OH*OW): the dy of images [n, n + m) side by side.
+template <class T>
+void gather_block(T* dyb, const T* dy, const ConvGeom& g, int64_t n, int64_t m) {
+  const int64_t ohw = g.OH * g.OW, ld = m * ohw;
+  parallel_for(g.O, m * ohw, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o)
+      for (int64_t i = 0; i < m; ++i) {
+        const T* src = dy + ((n + i) * g.O + o) * ohw;
+        std::copy(src, src + ohw, dyb + o * ld + i * ohw);
+      }
+  });
+}
+
+// Images per block: the column matrix stays under conv_wgrad_block_bytes() (ResNet-18's 4x4
+// stage at batch 128 needs 38 MB: one block).
+template <class T>
+int64_t block_images(const ConvGeom& g) {
+  const int64_t per_image = std::max<int64_t>(1, g.C * g.KH * g.KW * g.OH * g.OW * (int64_t)sizeof(T));
+  return std::max<int64_t>(1, std::min<int64_t>(g.N, conv_wgrad_block_bytes() / per_image));
+}
+
+// Outputs under 16x16: per-chunk partial sums would be whole copies of the weight gradient (at
+// ResNet-18's 4x4 stage 9.4 MB per chunk, eight chunks, added serially: 4x the GEMMs' own time).
+// Instead blocks of images, in order, each one GEMM into dw, its columns (dw's) split over the
+// threads by gemm_cols_parallel.
+template <class T>
+void weight_grad_batched(T* dw, const T* dy, const T* x, const ConvGeom& g) {
+  const int64_t ohw = g.OH * g.OW, og = g.O / g.groups, kg = g.C / g.groups * g.KH * g.KW;
+  const int64_t nb = block_images<T>(g);
+  if (g.N == 0) return std::fill(dw, dw + g.O * kg, T(0));
+  T* col = workspace<T>(0, g.C * g.KH * g.KW * nb * ohw);  // the larger one always in slot 0
+  T* dyb = workspace<T>(1, g.O * nb * ohw);
+  for (int64_t n = 0; n < g.N; n += nb) {  // blocks in order: the same bits every run
+    const int64_t m = std::min(nb, g.N - n), ld = m * ohw;
+    gather_block(dyb, dy, g, n, m);
+    im2col_block(col, x, g, n, m);
+    for (int64_t gr = 0; gr < g.groups; ++gr)
+      gemm_cols_parallel(false, true, og, kg, ld, T(1), dyb + gr * og * ld, ld,
+                         col + gr * kg * ld, ld, n == 0 ? T(0) : T(1), dw + gr * og * kg, kg);
+  }
+}
+
 }  // namespace
+
+int64_t& conv_wgrad_block_bytes() {
+  static int64_t bytes = int64_t(64) << 20;
+  return bytes;
+}
 
 template <class T>
 void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom& g) {
@@ -199,6 +293,7 @@ template <class T>
 void conv2d_backward_weight_cpu(T* dw, const T* dy, const T* x, const ConvGeom& g) {
   if constexpr (std::is_same_v<T, float>)
     if (conv_direct_wgrad_preferred(g)) return conv2d_backward_weight_direct(dw, dy, x, g);
+  if (images_per_gemm(g) > 1) return weight_grad_batched(dw, dy, x, g);
   const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
   const int64_t kg = cg * g.KH * g.KW, wsize = g.O * kg;
   const bool pw1 = is_pointwise(g);
@@ -208,21 +303,6 @@ void conv2d_backward_weight_cpu(T* dw, const T* dy, const T* x, const ConvGeom& 
   conv_for_image_chunks(g.N, macs_per_image(g), [&](int64_t chunk, int64_t n0, int64_t n1) {
     T* acc = chunk == 0 ? dw : partial.data() + (chunk - 1) * wsize;
     if (n0 == n1) std::fill(acc, acc + wsize, T(0));
-    const int64_t nb = std::min(images_per_gemm(g), n1 - n0);
-    if (nb > 1) {  // several images per GEMM: their dy and columns side by side
-      const int64_t ld = nb * ohw;
-      std::vector<T> dyb((size_t)(g.O * ld)), buf((size_t)(g.C * g.KH * g.KW * ld));
-      for (int64_t n = n0; n < n1; n += nb) {
-        const int64_t m = std::min(nb, n1 - n);
-        gather_images(dyb.data(), dy + n * g.O * ohw, m, g.O, ohw, ld);
-        for (int64_t i = 0; i < m; ++i) im2col(buf.data() + i * ohw, x + (n + i) * g.C * g.H * g.W, g, ld);
-        const T beta = n == n0 ? T(0) : T(1);
-        for (int64_t gr = 0; gr < g.groups; ++gr)
-          gemm(false, true, og, kg, m * ohw, T(1), dyb.data() + gr * og * ld, ld,
-               buf.data() + gr * kg * ld, ld, beta, acc + gr * og * kg, kg);
-      }
-      return;
-    }
     std::vector<T> buf(pw1 ? 0 : (size_t)(g.C * g.KH * g.KW * ohw));
     for (int64_t n = n0; n < n1; ++n) {
       const T* xn = x + n * g.C * g.H * g.W;

@@ -29,6 +29,10 @@ void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g)
 // in chunk order, so a given thread count always gives the same bits.
 template <class T>
 void conv2d_backward_weight_cpu(T* dw, const T* dy, const T* x, const ConvGeom& g);
+
+// The most bytes of column matrix the weight gradient puts in one block at outputs under 16x16
+// (conv_kernels.cpp, weight_grad_batched): 64 MB by default; tests lower it to run many blocks.
+int64_t& conv_wgrad_block_bytes();
 // db (O) = sum over n, oh, ow of dy; overwrites db. One channel per task: the order of the sum
 // never depends on the thread count.
 template <class T>
