@@ -113,8 +113,8 @@ void gather_images(T* dyb, const T* dy, int64_t m, int64_t O, int64_t ohw, int64
 // size asked and are kept (the calling thread's; ops run on one thread at a time). Allocated and
 // freed per call, a 19 MB column matrix came back from malloc as fresh pages every time (faulting
 // them in: 57 ms, the im2col into warm pages: 7 ms), and put through host_alloc's cache instead
-// it crowded out the activations' blocks (batch norm's and the optimizer's times doubled from page
-// faults). The cost: the largest block matrices stay resident (42 MB for ResNet-18 at batch 128).
+// it crowded out the activations' blocks (batch norm's and the optimizer's times doubled). The
+// cost: the largest block matrices stay resident (about 46 MB for ResNet-18 at batch 128).
 template <class T>
 T* workspace(int slot, int64_t n) {
   struct Block {
@@ -136,10 +136,8 @@ T* workspace(int slot, int64_t n) {
   return static_cast<T*>(b.p);
 }
 
-// The block helpers below run in parallel over channels and, within a channel, walk the images
-// in order: each row of a block matrix (ld = m*OH*OW floats, 8 KB at the 4x4 stage) is then
-// written or read from start to end. Parallel over images instead, every image touched one short
-// segment of every row, a page apart: the TLB misses made im2col cost more than the GEMM.
+// The block helpers below run in parallel over channels (rows of the block matrix) and, within
+// one, walk the images in order, so each thread fills whole rows front to back.
 
 // Images [n, n + m) side by side: col (C*KH*KW, m*OH*OW) by im2col.
 template <class T>

@@ -37,7 +37,7 @@ void row_sum_and_sq(const T* p, int64_t n, double& s, double& ss) {
   ss += lanes_total(b);
 }
 
-// relu's and relu6's forward and backward, as core/ops_activation.cpp computes them; Act is a
+// relu's and relu6's forward, as core/ops_activation.cpp computes it; Act is a
 // template argument so that each loop compiles to vector selects without a test inside.
 template <FusedAct Act, class T>
 inline T act_fwd(T v) {
