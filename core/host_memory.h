@@ -2,9 +2,10 @@
 // returning them to the kernel); blocks of kLargeBlock bytes and more, which glibc always maps
 // and unmaps one by one, are cached here instead: freed into a list by size and handed out again
 // to the next request that fits them (wasting at most an eighth of the block). Without the cache
-// every large activation and gradient of a training step (ResNet-18's first stage at batch 128: 33.5 MB each; MobileNetV2's
-// expanded layers: 50-75 MB) was page-faulted in afresh every step: in a `perf record` of
-// MobileNetV2's training about a third of the samples were the kernel clearing and mapping pages.
+// every large activation and gradient of a training step (ResNet-18's first stage at batch 128:
+// 33.5 MB each; MobileNetV2's expanded layers: 50-75 MB) was page-faulted in afresh every step:
+// in a `perf record` of MobileNetV2's training about a third of the samples were the kernel
+// clearing and mapping pages.
 #pragma once
 #include <cstddef>
 

@@ -30,7 +30,6 @@ bool conv_direct_supported(const ConvGeom&) { return false; }
 bool conv_direct_data_supported(const ConvGeom&) { return false; }
 bool conv_direct_preferred(const ConvGeom&) { return false; }
 bool conv_direct_data_preferred(const ConvGeom&) { return false; }
-bool conv_direct_wgrad_preferred(const ConvGeom&) { return false; }
 bool conv_direct_prefers_1x1() { return false; }
 int conv_direct_max_tile_nq() { return 0; }
 void conv2d_forward_direct(float*, const float*, const float*, const float*, const ConvGeom&, int) {
@@ -254,13 +253,7 @@ bool conv_direct_preferred(const ConvGeom& g) {
 }
 
 bool conv_direct_data_preferred(const ConvGeom& g) {
-  if (!conv_direct_supported(g) || !conv_direct_data_supported(g) || !big_enough(g)) return false;
-  return !is_plain_1x1(g) || conv_direct_prefers_1x1();
-}
-
-bool conv_direct_wgrad_preferred(const ConvGeom& g) {
-  if (!conv_direct_supported(g) || !big_enough(g)) return false;
-  return !is_plain_1x1(g) || conv_direct_prefers_1x1();
+  return conv_direct_preferred(g) && conv_direct_data_supported(g);
 }
 
 int conv_direct_max_tile_nq() { return conv_tiles::kMaxNQ; }

@@ -27,12 +27,12 @@ namespace lowbit {
 // kernel extent minus one, so that it is again a convolution (of dy with the flipped weights).
 bool conv_direct_supported(const ConvGeom& g);
 bool conv_direct_data_supported(const ConvGeom& g);
-// When they are also the faster choice, which the conv2d kernels then take: not for outputs under
-// 8x8, nor for an unpadded 1x1 stride-1 convolution (a GEMM on x itself, no im2col) unless
-// conv_direct_prefers_1x1() (the AVX-512 build).
+// When they are also the faster choice, which the conv2d kernels then take (forward and weight
+// gradient: conv_direct_preferred; data gradient: also conv_direct_data_supported): not for
+// outputs under 8x8, nor for an unpadded 1x1 stride-1 convolution (a GEMM on x itself, no
+// im2col) unless conv_direct_prefers_1x1() (the AVX-512 build).
 bool conv_direct_preferred(const ConvGeom& g);
 bool conv_direct_data_preferred(const ConvGeom& g);
-bool conv_direct_wgrad_preferred(const ConvGeom& g);
 bool conv_direct_prefers_1x1();
 
 // Same contracts as conv2d_forward_cpu / conv2d_backward_data_cpu / conv2d_backward_weight_cpu.

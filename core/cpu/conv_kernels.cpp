@@ -101,20 +101,13 @@ int64_t images_per_gemm(const ConvGeom& g) {
   return ohw >= 256 ? 1 : (256 + ohw - 1) / ohw;
 }
 
-// dyb (O, ld): the dy of m images side by side (image i at column i*OH*OW).
-template <class T>
-void gather_images(T* dyb, const T* dy, int64_t m, int64_t O, int64_t ohw, int64_t ld) {
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t o = 0; o < O; ++o)
-      std::copy(dy + (i * O + o) * ohw, dy + (i * O + o + 1) * ohw, dyb + o * ld + i * ohw);
-}
-
 // weight_grad_batched's block matrices live in two per-thread workspaces that grow to the largest
 // size asked and are kept (the calling thread's; ops run on one thread at a time). Allocated and
-// freed per call, a 19 MB column matrix came back from malloc as fresh pages every time (faulting
-// them in: 57 ms, the im2col into warm pages: 7 ms), and put through host_alloc's cache instead
-// it crowded out the activations' blocks (batch norm's and the optimizer's times doubled). The
-// cost: the largest block matrices stay resident (about 46 MB for ResNet-18 at batch 128).
+// freed per call, a 19 MB column matrix came back from malloc as fresh pages on every call, and
+// faulting them in cost several times the im2col that filled them; put through host_alloc's cache
+// instead it crowded out the activations' blocks (batch norm's and the optimizer's times about
+// doubled; both variants measured and dropped, docs/perf.md). The cost: the largest block
+// matrices stay resident (about 46 MB for ResNet-18 at batch 128).
 template <class T>
 T* workspace(int slot, int64_t n) {
   struct Block {
@@ -136,23 +129,24 @@ T* workspace(int slot, int64_t n) {
   return static_cast<T*>(b.p);
 }
 
-// The block helpers below run in parallel over channels (rows of the block matrix) and, within
-// one, walk the images in order, so each thread fills whole rows front to back.
+// Images [n, n + m) side by side (image i at column i*OH*OW), rows ld apart; in parallel over the
+// channels (rows), each walking the images in order. Inside a chunk of conv_for_image_chunks
+// (already a parallel region) OpenMP's default of one active level runs them on the calling thread.
 
-// Images [n, n + m) side by side: col (C*KH*KW, m*OH*OW) by im2col.
+// col (C*KH*KW, ld) by im2col.
 template <class T>
-void im2col_block(T* col, const T* x, const ConvGeom& g, int64_t n, int64_t m) {
+void im2col_block(T* col, const T* x, const ConvGeom& g, int64_t n, int64_t m, int64_t ld) {
   const int64_t ohw = g.OH * g.OW, chw = g.C * g.H * g.W;
   parallel_for(g.C, m * g.KH * g.KW * ohw, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c)
-      for (int64_t i = 0; i < m; ++i) im2col(col + i * ohw, x + (n + i) * chw, g, m * ohw, c, c + 1);
+      for (int64_t i = 0; i < m; ++i) im2col(col + i * ohw, x + (n + i) * chw, g, ld, c, c + 1);
   });
 }
 
-// dyb (O, m*OH*OW): the dy of images [n, n + m) side by side.
+// dyb (O, ld): the dy of the images.
 template <class T>
-void gather_block(T* dyb, const T* dy, const ConvGeom& g, int64_t n, int64_t m) {
-  const int64_t ohw = g.OH * g.OW, ld = m * ohw;
+void gather_block(T* dyb, const T* dy, const ConvGeom& g, int64_t n, int64_t m, int64_t ld) {
+  const int64_t ohw = g.OH * g.OW;
   parallel_for(g.O, m * ohw, [&](int64_t o0, int64_t o1) {
     for (int64_t o = o0; o < o1; ++o)
       for (int64_t i = 0; i < m; ++i) {
@@ -172,8 +166,8 @@ int64_t block_images(const ConvGeom& g) {
 
 // Outputs under 16x16: per-chunk partial sums would be whole copies of the weight gradient (at
 // ResNet-18's 4x4 stage 9.4 MB per chunk, eight chunks, added serially: 4x the GEMMs' own time).
-// Instead blocks of images, in order, each one GEMM into dw, its columns (dw's) split over the
-// threads by gemm_cols_parallel.
+// Instead blocks of images, in order, each one GEMM into dw, threaded by OpenBLAS itself (no
+// chunks run beside it).
 template <class T>
 void weight_grad_batched(T* dw, const T* dy, const T* x, const ConvGeom& g) {
   const int64_t ohw = g.OH * g.OW, og = g.O / g.groups, kg = g.C / g.groups * g.KH * g.KW;
@@ -183,11 +177,11 @@ void weight_grad_batched(T* dw, const T* dy, const T* x, const ConvGeom& g) {
   T* dyb = workspace<T>(1, g.O * nb * ohw);
   for (int64_t n = 0; n < g.N; n += nb) {  // blocks in order: the same bits every run
     const int64_t m = std::min(nb, g.N - n), ld = m * ohw;
-    gather_block(dyb, dy, g, n, m);
-    im2col_block(col, x, g, n, m);
+    gather_block(dyb, dy, g, n, m, ld);
+    im2col_block(col, x, g, n, m, ld);
     for (int64_t gr = 0; gr < g.groups; ++gr)
-      gemm_cols_parallel(false, true, og, kg, ld, T(1), dyb + gr * og * ld, ld,
-                         col + gr * kg * ld, ld, n == 0 ? T(0) : T(1), dw + gr * og * kg, kg);
+      gemm(false, true, og, kg, ld, T(1), dyb + gr * og * ld, ld, col + gr * kg * ld, ld,
+           n == 0 ? T(0) : T(1), dw + gr * og * kg, kg);
   }
 }
 
@@ -212,7 +206,7 @@ void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom
       std::vector<T> buf((size_t)(g.C * g.KH * g.KW * ld)), out((size_t)(g.O * ld));
       for (int64_t n = n0; n < n1; n += nb) {
         const int64_t m = std::min(nb, n1 - n);
-        for (int64_t i = 0; i < m; ++i) im2col(buf.data() + i * ohw, x + (n + i) * g.C * g.H * g.W, g, ld);
+        im2col_block(buf.data(), x, g, n, m, ld);
         for (int64_t gr = 0; gr < g.groups; ++gr)
           gemm(false, false, og, m * ohw, kg, T(1), w + gr * og * kg, kg, buf.data() + gr * kg * ld, ld,
                T(0), out.data() + gr * og * ld, ld);
@@ -258,7 +252,7 @@ void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g)
       std::vector<T> dyb((size_t)(g.O * ld)), dcol((size_t)(g.C * g.KH * g.KW * ld));
       for (int64_t n = n0; n < n1; n += nb) {
         const int64_t m = std::min(nb, n1 - n);
-        gather_images(dyb.data(), dy + n * g.O * ohw, m, g.O, ohw, ld);
+        gather_block(dyb.data(), dy, g, n, m, ld);
         for (int64_t gr = 0; gr < g.groups; ++gr)
           gemm(true, false, kg, m * ohw, og, T(1), w + gr * og * kg, kg, dyb.data() + gr * og * ld, ld,
                T(0), dcol.data() + gr * kg * ld, ld);
@@ -290,7 +284,7 @@ void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g)
 template <class T>
 void conv2d_backward_weight_cpu(T* dw, const T* dy, const T* x, const ConvGeom& g) {
   if constexpr (std::is_same_v<T, float>)
-    if (conv_direct_wgrad_preferred(g)) return conv2d_backward_weight_direct(dw, dy, x, g);
+    if (conv_direct_preferred(g)) return conv2d_backward_weight_direct(dw, dy, x, g);
   if (images_per_gemm(g) > 1) return weight_grad_batched(dw, dy, x, g);
   const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
   const int64_t kg = cg * g.KH * g.KW, wsize = g.O * kg;

@@ -28,13 +28,6 @@ inline int64_t conv_image_chunks(int64_t n) {
   return std::max<int64_t>(1, std::min<int64_t>(n, t > 1 ? 4 * t : 1));
 }
 
-// Holds OpenBLAS to one thread while OpenMP threads run GEMMs of their own, and restores the
-// configured count afterwards (even if the work throws; it should not).
-struct BlasOneThread {
-  BlasOneThread() { blas_set_num_threads(1); }
-  ~BlasOneThread() { blas_set_num_threads(num_threads()); }
-};
-
 // Runs fn(chunk, n0, n1) for each chunk of images [n0, n1), the chunks handed out to the threads
 // one at a time from a shared counter. Which thread runs a chunk never changes its result, so
 // the caller's per-chunk partial sums, reduced in chunk order, give the same bits every run.
@@ -49,36 +42,16 @@ void conv_for_image_chunks(int64_t n, int64_t cost_per_image, F&& fn) {
     for (int64_t c = 0; c < chunks; ++c) run(c);    // the same chunks serially, the same bits
     return;
   }
-  BlasOneThread guard;
+  struct BlasOneThread {  // restores the count even if fn throws (it should not)
+    BlasOneThread() { blas_set_num_threads(1); }
+    ~BlasOneThread() { blas_set_num_threads(num_threads()); }
+  } guard;
   std::atomic<int64_t> next{0};
   // One task per thread (a cost large enough that parallel_for always splits); each takes chunks
   // from the counter until none is left.
   parallel_for(std::min<int64_t>(chunks, num_threads()), 1 << 20, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t)
       for (int64_t c = next++; c < chunks; c = next++) run(c);
-  });
-}
-
-// C (M x N) = alpha op(A) op(B) + beta C, with C's N columns cut into one slice per thread (a
-// multiple of 16 wide) and each slice a single-threaded GEMM run by the OpenMP threads. Between
-// the OpenMP loops around it (im2col, col2im), OpenBLAS's own threading made its threads and
-// OpenMP's spin against each other on the same cores: one 256->512 s2 forward at 8x8 ran 2x
-// slower. Every element of C is summed by one GEMM over all of K, so the cut changes no order.
-template <class T>
-void gemm_cols_parallel(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
-                        int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  const int64_t slices = std::max<int64_t>(1, std::min<int64_t>(num_threads(), N / 16));
-  if (slices == 1) return gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  BlasOneThread guard;
-  const int64_t step = (N / slices + 15) / 16 * 16;
-  parallel_for(slices, int64_t(1) << 20, [&](int64_t s0, int64_t s1) {
-    for (int64_t s = s0; s < s1; ++s) {
-      const int64_t j0 = std::min(N, s * step), j1 = s + 1 == slices ? N : std::min(N, (s + 1) * step);
-      if (j1 <= j0) continue;
-      // Columns j of op(B): B's columns (tb false, B is K x N) or rows (tb true, N x K).
-      const T* Bj = tb ? B + j0 * ldb : B + j0;
-      gemm(ta, tb, M, j1 - j0, K, alpha, A, lda, Bj, ldb, beta, C + j0, ldc);
-    }
   });
 }
 
