@@ -12,4 +12,13 @@ inline const char* fused_act_name(FusedAct a) {
   return a == FusedAct::relu ? "relu" : a == FusedAct::relu6 ? "relu6" : "none";
 }
 
+// relu's and relu6's forward, as core/ops_activation.cpp computes them; Act is a template
+// argument so that each loop using it compiles to vector selects without a test inside.
+template <FusedAct Act, class T>
+inline T act_fwd(T v) {
+  if constexpr (Act == FusedAct::relu) return v > 0 ? v : (T)0;
+  else if constexpr (Act == FusedAct::relu6) return v > 0 ? (v < (T)6 ? v : (T)6) : (T)0;
+  else return v;
+}
+
 }  // namespace lowbit

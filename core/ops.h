@@ -83,6 +83,20 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, T
                     Tensor running_var, bool training, double momentum, double eps,
                     FusedAct act = FusedAct::none);
 
+// ---- inference fusion (core/ops_conv_bn.cpp) ----
+// act(batch_norm2d(conv2d(x, weight, bias), eval mode) + residual) as one op that records no node:
+// the batch norm (running statistics), the residual add and the activation are applied to each
+// output plane while the convolution still has it in cache (core/cpu/conv_epilogue.h), instead of
+// three more passes over the output. The values are the separate ops' bit for bit. bn_weight and
+// bn_bias may be undefined (affine off); residual may be undefined (none), else of the output's
+// shape. Inference only: with grad mode on, an input that requires grad is an error (no graph
+// could be recorded). Conv2d::forward_bn_act (layers/layers.h) picks it in no-grad evaluation.
+// On the GPU it runs the separate ops.
+Tensor conv2d_bn_act(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                     const Conv2dOptions& o, const Tensor& bn_weight, const Tensor& bn_bias,
+                     const Tensor& running_mean, const Tensor& running_var, double eps,
+                     const Tensor& residual, FusedAct act);
+
 // ---- losses (core/ops_loss.cpp) ----
 Tensor log_softmax(const Tensor& x);  // over the last axis of a 2-d tensor
 Tensor softmax(const Tensor& x);      // over the last axis of a 2-d tensor

@@ -5,11 +5,10 @@
 #include "core/cpu/conv_kernels.h"
 #include "core/cuda/kernels.h"
 #include "core/ops.h"
+#include "core/ops_conv_geom.h"
 #include "core/ops_cuda.h"
 
 namespace lowbit {
-
-namespace {
 
 // Validates the inputs (errors name conv2d and the shapes) and returns the geometry.
 ConvGeom conv_geom(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& o) {
@@ -62,8 +61,6 @@ ConvGeom conv_geom(const Tensor& x, const Tensor& w, const Tensor& b, const Conv
            g.dw, ")");
   return g;
 }
-
-}  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& o) {
   if (on_cuda("conv2d", {&x, &weight, &bias}, {"x", "weight", "bias"})) return conv2d_cuda(x, weight, bias, o);

@@ -1,7 +1,6 @@
 // batch_norm2d: y = (x - mean) / sqrt(var + eps) * weight + bias per channel of x (N, C, H, W).
 // Training normalises with the batch mean and biased variance and updates the running averages
 // in place (r = (1-m) r + m batch, unbiased variance: PyTorch's convention); eval uses them.
-#include <cmath>
 #include <memory>
 
 #include "core/autograd.h"
@@ -73,11 +72,7 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, T
         var[i] = (double)rv[i];
       }
     }
-    for (int64_t i = 0; i < c; ++i) {
-      LB_CHECK(var[i] + eps > 0, "batch_norm2d: variance + eps is ", var[i] + eps, " in channel ",
-               i, " (eps = ", eps, "); cannot normalise");
-      (*invstd)[i] = 1.0 / std::sqrt(var[i] + eps);
-    }
+    batch_norm_invstd(invstd->data(), var.data(), c, eps);
     if (training && running_mean.defined()) {  // after the checks: a failed call changes nothing
       scalar_t* rm = running_mean.data<scalar_t>();
       scalar_t* rv = running_var.data<scalar_t>();

@@ -104,6 +104,20 @@ Tensor Conv2d::forward(const Tensor& x) {
   return named(y, x, node_name());
 }
 
+Tensor Conv2d::forward_bn_act(const Tensor& x, BatchNorm2d& bn, FusedAct act,
+                              const Tensor& residual) {
+  if (bn.training() || grad_enabled()) {
+    Tensor t = bn.forward_act(forward(x), residual.defined() ? FusedAct::none : act);
+    if (!residual.defined()) return t;
+    if (act == FusedAct::relu) return add_relu(t, residual);
+    Tensor s = add(t, residual);
+    return act == FusedAct::relu6 ? relu6(s) : s;
+  }
+  const auto [xq, w] = quantized_operands(x);
+  return conv2d_bn_act(xq, w, bias, opts, bn.weight, bn.bias, bn.running_mean, bn.running_var,
+                       bn.eps, residual, act);
+}
+
 std::string Conv2d::describe() const {
   std::string s = str_cat(in_channels, "->", out_channels, ", k", kernel_size, " s",
                           opts.stride[0], " p", opts.padding[0]);

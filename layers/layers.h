@@ -8,6 +8,7 @@
 namespace lowbit {
 
 class QuantizerModule;  // layers/quant_module.h
+class BatchNorm2d;
 
 // Quantization-aware training (quant/quantize_model.h installs the quantizers): Conv2d and Linear
 // compute op(aq ? aq(x) : x, wq ? wq(weight) : weight, bias). wq/aq null: full precision, and the
@@ -39,6 +40,13 @@ class Conv2d : public QuantizableLayer {
   Conv2d(int64_t in_ch, int64_t out_ch, int64_t kernel, int64_t stride = 1, int64_t padding = 0,
          int64_t groups = 1, bool bias = false, int64_t dilation = 1);
   Tensor forward(const Tensor& x) override;
+  // act(bn(forward(x)) + residual), the way a block ends (residual may be undefined: none; act
+  // relu, relu6 or none). In evaluation without grad (bn.training() false, grad mode off) it is
+  // one op, conv2d_bn_act: the batch norm, residual and activation run on each output plane while
+  // it is in cache; otherwise the separate modules and ops, recording the usual nodes. The values
+  // are the same either way, bit for bit. The models call it wherever a batch norm follows a conv.
+  Tensor forward_bn_act(const Tensor& x, BatchNorm2d& bn, FusedAct act,
+                        const Tensor& residual = Tensor());
   std::string kind() const override { return "Conv2d"; }
   void reset_parameters(uint64_t seed) override;
   std::string describe() const override;

@@ -29,19 +29,20 @@ class InvertedResidual : public Module {
     bn3_ = register_module("bn3", std::make_shared<BatchNorm2d>(out));
     if (stride == 1 && in != out) {
       auto seq = std::make_shared<Sequential>();
-      auto sc = std::make_shared<Conv2d>(in, out, 1);
-      sc->act_signed = signed_input;
-      seq->add(sc);
-      seq->add(std::make_shared<BatchNorm2d>(out));
+      sc_conv_ = std::make_shared<Conv2d>(in, out, 1);
+      sc_conv_->act_signed = signed_input;
+      sc_bn_ = std::make_shared<BatchNorm2d>(out);
+      seq->add(sc_conv_);
+      seq->add(sc_bn_);
       shortcut_ = register_module("shortcut", seq);
     }
   }
   Tensor forward(const Tensor& x) override {
-    Tensor out = bn1_->forward_relu((*conv1_)(x));
-    out = bn2_->forward_relu((*conv2_)(out));
-    out = (*bn3_)((*conv3_)(out));
-    if (stride_ != 1) return out;
-    return add(out, shortcut_ ? shortcut_->forward(x) : x);
+    Tensor out = conv1_->forward_bn_act(x, *bn1_, FusedAct::relu);
+    out = conv2_->forward_bn_act(out, *bn2_, FusedAct::relu);
+    if (stride_ != 1) return conv3_->forward_bn_act(out, *bn3_, FusedAct::none);
+    const Tensor sc = sc_conv_ ? sc_conv_->forward_bn_act(x, *sc_bn_, FusedAct::none) : x;
+    return conv3_->forward_bn_act(out, *bn3_, FusedAct::none, sc);
   }
   std::string kind() const override { return "InvertedResidual"; }
   std::string describe() const override {
@@ -52,7 +53,9 @@ class InvertedResidual : public Module {
   int64_t in_, out_, expansion_, stride_;
   std::shared_ptr<Conv2d> conv1_, conv2_, conv3_;
   std::shared_ptr<BatchNorm2d> bn1_, bn2_, bn3_;
-  ModulePtr shortcut_;  // null: identity
+  ModulePtr shortcut_;  // registered as "shortcut" where there is one
+  std::shared_ptr<Conv2d> sc_conv_;  // its conv and BN (shortcut.0, .1); null: identity
+  std::shared_ptr<BatchNorm2d> sc_bn_;
 };
 
 class MobileNetV2 : public Module {
@@ -82,9 +85,9 @@ class MobileNetV2 : public Module {
     linear_ = register_module("linear", std::make_shared<Linear>(1280, num_classes));
   }
   Tensor forward(const Tensor& x) override {
-    Tensor out = bn1_->forward_relu((*conv1_)(x));
+    Tensor out = conv1_->forward_bn_act(x, *bn1_, FusedAct::relu);
     out = layers_->forward(out);
-    out = bn2_->forward_relu((*conv2_)(out));
+    out = conv2_->forward_bn_act(out, *bn2_, FusedAct::relu);
     return (*linear_)((*pool_)(out));
   }
   std::string kind() const override { return "MobileNetV2"; }

@@ -59,16 +59,20 @@ BasicBlock::BasicBlock(int64_t in_planes, int64_t planes, int64_t stride, Shortc
     shortcut_ = register_module("shortcut", std::make_shared<ShortcutA>(planes / 4, stride));
   } else {
     auto seq = std::make_shared<Sequential>();
-    seq->add(std::make_shared<Conv2d>(in_planes, planes, 1, stride, 0));
-    seq->add(std::make_shared<BatchNorm2d>(planes));
+    sc_conv_ = std::make_shared<Conv2d>(in_planes, planes, 1, stride, 0);
+    sc_bn_ = std::make_shared<BatchNorm2d>(planes);
+    seq->add(sc_conv_);
+    seq->add(sc_bn_);
     shortcut_ = register_module("shortcut", seq);
   }
 }
 
 Tensor BasicBlock::forward(const Tensor& x) {
-  Tensor out = bn1_->forward_relu((*conv1_)(x));
-  out = (*bn2_)((*conv2_)(out));
-  return add_relu(out, shortcut_ ? shortcut_->forward(x) : x);
+  Tensor out = conv1_->forward_bn_act(x, *bn1_, FusedAct::relu);
+  const Tensor sc = sc_conv_    ? sc_conv_->forward_bn_act(x, *sc_bn_, FusedAct::none)
+                    : shortcut_ ? shortcut_->forward(x)
+                                : x;
+  return conv2_->forward_bn_act(out, *bn2_, FusedAct::relu, sc);
 }
 
 std::string BasicBlock::describe() const {
@@ -100,7 +104,7 @@ CifarResNet::CifarResNet(int64_t stem, const std::vector<int64_t>& widths,
 }
 
 Tensor CifarResNet::forward(const Tensor& x) {
-  Tensor out = bn1_->forward_relu((*conv1_)(x));
+  Tensor out = conv1_->forward_bn_act(x, *bn1_, FusedAct::relu);
   for (auto& layer : layers_) out = layer->forward(out);
   return (*linear_)((*pool_)(out));
 }

@@ -10,7 +10,8 @@ namespace lowbit {
 
 enum class Shortcut { A, B };  // A: subsample + zero channels (no parameters); B: 1x1 conv + BN
 
-// conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU. Children conv1, bn1, conv2, bn2 and,
+// conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU (each conv with its BN through
+// Conv2d::forward_bn_act: one op in no-grad evaluation). Children conv1, bn1, conv2, bn2 and,
 // where the shape changes, shortcut (option A: a parameter-free module; option B: Sequential of
 // a 1x1 conv "shortcut.0" and a BN "shortcut.1").
 class BasicBlock : public Module {
@@ -24,6 +25,9 @@ class BasicBlock : public Module {
   std::shared_ptr<Conv2d> conv1_, conv2_;
   std::shared_ptr<BatchNorm2d> bn1_, bn2_;
   ModulePtr shortcut_;  // null: identity
+  // Option B: the shortcut's conv and BN (shortcut.0, shortcut.1), run as one forward_bn_act.
+  std::shared_ptr<Conv2d> sc_conv_;
+  std::shared_ptr<BatchNorm2d> sc_bn_;
   int64_t in_planes_, planes_, stride_;
 };
 

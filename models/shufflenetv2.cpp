@@ -47,9 +47,9 @@ class ShuffleBasicBlock : public Unit {
              ", H, W), got ", shape_str(x.shape()));
     const int64_t c = channels_ / 2;
     std::vector<Tensor> halves = split(x, {c, channels_ - c}, 1);
-    Tensor out = bn1_->forward_relu((*conv1_)(halves[1]));
-    out = (*bn2_)((*conv2_)(out));
-    out = bn3_->forward_relu((*conv3_)(out));
+    Tensor out = conv1_->forward_bn_act(halves[1], *bn1_, FusedAct::relu);
+    out = conv2_->forward_bn_act(out, *bn2_, FusedAct::none);
+    out = conv3_->forward_bn_act(out, *bn3_, FusedAct::relu);
     return channel_shuffle(concat({halves[0], out}, 1), 2);
   }
   std::string kind() const override { return "ShuffleBasicBlock"; }
@@ -81,11 +81,11 @@ class ShuffleDownBlock : public Unit {
     bn5_ = add_bn("bn5", mid);
   }
   Tensor forward(const Tensor& x) override {
-    Tensor left = (*bn1_)((*conv1_)(x));
-    left = bn2_->forward_relu((*conv2_)(left));
-    Tensor right = bn3_->forward_relu((*conv3_)(x));
-    right = (*bn4_)((*conv4_)(right));
-    right = bn5_->forward_relu((*conv5_)(right));
+    Tensor left = conv1_->forward_bn_act(x, *bn1_, FusedAct::none);
+    left = conv2_->forward_bn_act(left, *bn2_, FusedAct::relu);
+    Tensor right = conv3_->forward_bn_act(x, *bn3_, FusedAct::relu);
+    right = conv4_->forward_bn_act(right, *bn4_, FusedAct::none);
+    right = conv5_->forward_bn_act(right, *bn5_, FusedAct::relu);
     return channel_shuffle(concat({left, right}, 1), 2);
   }
   std::string kind() const override { return "ShuffleDownBlock"; }
@@ -120,9 +120,9 @@ class ShuffleNetV2 : public Unit {
     linear_ = register_module("linear", std::make_shared<Linear>(widths[3], num_classes));
   }
   Tensor forward(const Tensor& x) override {
-    Tensor out = bn1_->forward_relu((*conv1_)(x));
+    Tensor out = conv1_->forward_bn_act(x, *bn1_, FusedAct::relu);
     for (auto& layer : layers_) out = layer->forward(out);
-    out = bn2_->forward_relu((*conv2_)(out));
+    out = conv2_->forward_bn_act(out, *bn2_, FusedAct::relu);
     return (*linear_)((*pool_)(out));
   }
   std::string kind() const override { return "ShuffleNetV2"; }

@@ -25,9 +25,9 @@ class SmallCnn : public Module {
     linear_ = register_module("linear", std::make_shared<Linear>(64, num_classes));
   }
   Tensor forward(const Tensor& x) override {
-    Tensor out = (*pool1_)(bn1_->forward_relu((*conv1_)(x)));
-    out = (*pool2_)(bn2_->forward_relu((*conv2_)(out)));
-    out = bn3_->forward_relu((*conv3_)(out));
+    Tensor out = (*pool1_)(conv1_->forward_bn_act(x, *bn1_, FusedAct::relu));
+    out = (*pool2_)(conv2_->forward_bn_act(out, *bn2_, FusedAct::relu));
+    out = conv3_->forward_bn_act(out, *bn3_, FusedAct::relu);
     return (*linear_)((*pool3_)(out));
   }
   std::string kind() const override { return "SmallCNN"; }

@@ -30,7 +30,7 @@ class WideBasicBlock : public Module {
     // The reference pre-activates x itself when the width changes, so the 1x1 shortcut then sees
     // BN-ReLU(x); with equal widths the identity shortcut takes the raw x.
     Tensor act = bn1_->forward_relu(x);
-    Tensor out = bn2_->forward_relu((*conv1_)(act));
+    Tensor out = conv1_->forward_bn_act(act, *bn2_, FusedAct::relu);
     out = (*conv2_)(out);
     return add(equal_in_out_ ? x : (*shortcut_)(act), out);
   }

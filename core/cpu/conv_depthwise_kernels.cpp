@@ -49,7 +49,8 @@ void tap_axpy(T* acc, const T* xp, int64_t off, T w, int64_t Q) {
 }
 
 template <class T>
-void dw_forward_grid(T* y, const T* x, const T* w, const T* b, const ConvGeom& g) {
+void dw_forward_grid(T* y, const T* x, const T* w, const T* b, const ConvGeom& g,
+                     const ConvEpilogue<T>* ep) {
   const int64_t m = g.O / g.C, ohw = g.OH * g.OW, hw = g.H * g.W;
   const DwGrid gr(g.H, g.W, g.ph, g.pw, g);
   parallel_for(g.N * g.O, ohw * g.KH * g.KW, [&](int64_t p0, int64_t p1) {
@@ -65,6 +66,7 @@ void dw_forward_grid(T* y, const T* x, const T* w, const T* b, const ConvGeom& g
       T* yp = y + p * ohw;
       for (int64_t oh = 0; oh < g.OH; ++oh)
         std::copy(acc.data() + oh * gr.Wp, acc.data() + oh * gr.Wp + g.OW, yp + oh * g.OW);
+      conv_epilogue_plane(yp, ohw, ep, n, o, g.O);
     }
   });
 }
@@ -123,8 +125,9 @@ void dw_backward_weight_grid(T* dw, const T* dy, const T* x, const ConvGeom& g) 
 
 // y (N,O,OH,OW), x (N,C,H,W), w (O,1,KH,KW), b (O) or null. One (n, o) plane per task.
 template <class T>
-void depthwise_conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom& g) {
-  if (depthwise_grid_applies(g)) return dw_forward_grid(y, x, w, b, g);
+void depthwise_conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom& g,
+                                  const ConvEpilogue<T>* ep) {
+  if (depthwise_grid_applies(g)) return dw_forward_grid(y, x, w, b, g, ep);
   const int64_t m = g.O / g.C, ohw = g.OH * g.OW, hw = g.H * g.W;
   parallel_for(g.N * g.O, ohw * g.KH * g.KW, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
@@ -152,6 +155,7 @@ void depthwise_conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, cons
             }
           }
         }
+      conv_epilogue_plane(yp, ohw, ep, n, o, g.O);
     }
   });
 }
@@ -233,7 +237,8 @@ void depthwise_conv2d_backward_weight_cpu(T* dw, const T* dy, const T* x, const 
 }
 
 #define LB_DW_INSTANTIATE(T)                                                                          \
-  template void depthwise_conv2d_forward_cpu<T>(T*, const T*, const T*, const T*, const ConvGeom&); \
+  template void depthwise_conv2d_forward_cpu<T>(T*, const T*, const T*, const T*, const ConvGeom&, \
+                                                const ConvEpilogue<T>*);                          \
   template void depthwise_conv2d_backward_data_cpu<T>(T*, const T*, const T*, const ConvGeom&);     \
   template void depthwise_conv2d_backward_weight_cpu<T>(T*, const T*, const T*, const ConvGeom&);
 LB_DW_INSTANTIATE(float)

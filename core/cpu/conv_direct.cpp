@@ -32,7 +32,8 @@ bool conv_direct_preferred(const ConvGeom&) { return false; }
 bool conv_direct_data_preferred(const ConvGeom&) { return false; }
 bool conv_direct_prefers_1x1() { return false; }
 int conv_direct_max_tile_nq() { return 0; }
-void conv2d_forward_direct(float*, const float*, const float*, const float*, const ConvGeom&, int) {
+void conv2d_forward_direct(float*, const float*, const float*, const float*, const ConvGeom&, int,
+                           const ConvEpilogue<float>*) {
   LB_FAIL("conv2d_forward_direct: this build has no AVX2/FMA or AVX-512 kernels");
 }
 void conv2d_backward_data_direct(float*, const float*, const float*, const ConvGeom&, int) {
@@ -175,10 +176,10 @@ int pick_tile_nq(const ConvGeom& g, int force_nq) {
   return best;
 }
 
-// y (N, O, OH, OW) = conv(x, w) (+ b): the forward pass, and the data gradient through the
-// flipped-and-transposed geometry.
+// y (N, O, OH, OW) = conv(x, w) (+ b), then ep on each plane: the forward pass, and the data
+// gradient through the flipped-and-transposed geometry.
 void conv_on_grid(float* y, const float* x, const float* w, const float* b, const ConvGeom& g,
-                  int force_nq) {
+                  int force_nq, const ConvEpilogue<float>* ep) {
   LB_CHECK(force_nq >= 0 && force_nq <= conv_tiles::kMaxNQ, "conv2d direct: tile of ", force_nq,
            " position vectors, this build has 1 to ", conv_tiles::kMaxNQ);
   const int nq = pick_tile_nq(g, force_nq);
@@ -220,6 +221,7 @@ void conv_on_grid(float* y, const float* x, const float* w, const float* b, cons
           float* dst = yn + (o * g.OH + oh) * g.OW;
           for (int64_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow] + bias;
         }
+        conv_epilogue_plane(yn + o * ohw, ohw, ep, n, o, g.O);
       }
     }
   });
@@ -259,8 +261,8 @@ bool conv_direct_data_preferred(const ConvGeom& g) {
 int conv_direct_max_tile_nq() { return conv_tiles::kMaxNQ; }
 
 void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b,
-                           const ConvGeom& g, int tile_nq) {
-  conv_on_grid(y, x, w, b, g, tile_nq);
+                           const ConvGeom& g, int tile_nq, const ConvEpilogue<float>* ep) {
+  conv_on_grid(y, x, w, b, g, tile_nq, ep);
 }
 
 void conv2d_backward_data_direct(float* dx, const float* dy, const float* w, const ConvGeom& g,
@@ -280,7 +282,7 @@ void conv2d_backward_data_direct(float* dx, const float* dy, const float* w, con
   t.C = g.O, t.H = g.OH, t.W = g.OW;
   t.O = g.C, t.OH = g.H, t.OW = g.W;
   t.ph = g.dh * (g.KH - 1) - g.ph, t.pw = g.dw * (g.KW - 1) - g.pw;
-  conv_on_grid(dx, dy, wt.data(), nullptr, t, tile_nq);
+  conv_on_grid(dx, dy, wt.data(), nullptr, t, tile_nq, nullptr);
 }
 
 // The weight gradient with output channels in the vector lanes (conv_tiles::wgrad_tile): dy is

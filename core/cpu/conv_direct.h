@@ -39,7 +39,8 @@ bool conv_direct_prefers_1x1();
 // tile_nq: position vectors per forward tile, 1 .. conv_direct_max_tile_nq(); 0 picks the
 // cheapest for the layer (the kernels' callers); a fixed one is for tests and experiments.
 void conv2d_forward_direct(float* y, const float* x, const float* w, const float* b,
-                           const ConvGeom& g, int tile_nq = 0);
+                           const ConvGeom& g, int tile_nq = 0,
+                           const ConvEpilogue<float>* ep = nullptr);
 void conv2d_backward_data_direct(float* dx, const float* dy, const float* w, const ConvGeom& g,
                                  int tile_nq = 0);
 int conv_direct_max_tile_nq();

@@ -193,9 +193,10 @@ int64_t& conv_wgrad_block_bytes() {
 }
 
 template <class T>
-void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom& g) {
+void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom& g,
+                        const ConvEpilogue<T>* ep) {
   if constexpr (std::is_same_v<T, float>)
-    if (conv_direct_preferred(g)) return conv2d_forward_direct(y, x, w, b, g);
+    if (conv_direct_preferred(g)) return conv2d_forward_direct(y, x, w, b, g, 0, ep);
   const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
   const int64_t kg = cg * g.KH * g.KW;  // GEMM inner size per group
   const bool pw1 = is_pointwise(g);
@@ -216,6 +217,7 @@ void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom
             const T* src = out.data() + o * ld + i * ohw;
             T* dst = y + ((n + i) * g.O + o) * ohw;
             for (int64_t p = 0; p < ohw; ++p) dst[p] = src[p] + bias;
+            conv_epilogue_plane(dst, ohw, ep, n + i, o, g.O);
           }
       }
       return;
@@ -234,6 +236,7 @@ void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom
       for (int64_t gr = 0; gr < g.groups; ++gr)
         gemm(false, false, og, ohw, kg, T(1), w + gr * og * kg, kg, col + gr * kg * ohw, ohw, T(1),
              yn + gr * og * ohw, ohw);
+      for (int64_t o = 0; ep && o < g.O; ++o) conv_epilogue_plane(yn + o * ohw, ohw, ep, n, o, g.O);
     }
   });
 }
@@ -334,7 +337,8 @@ void conv2d_backward_bias_cpu(T* db, const T* dy, const ConvGeom& g) {
 }
 
 #define LB_CONV_INSTANTIATE(T)                                                              \
-  template void conv2d_forward_cpu<T>(T*, const T*, const T*, const T*, const ConvGeom&); \
+  template void conv2d_forward_cpu<T>(T*, const T*, const T*, const T*, const ConvGeom&,  \
+                                      const ConvEpilogue<T>*);                              \
   template void conv2d_backward_data_cpu<T>(T*, const T*, const T*, const ConvGeom&);     \
   template void conv2d_backward_weight_cpu<T>(T*, const T*, const T*, const ConvGeom&);   \
   template void conv2d_backward_bias_cpu<T>(T*, const T*, const ConvGeom&);

@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 
+#include "core/cpu/conv_epilogue.h"
+
 namespace lowbit {
 
 // Everything a kernel needs to know about one convolution. Shapes:
@@ -19,9 +21,11 @@ struct ConvGeom {
 int64_t conv_out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d);
 
 // ---- general path: im2col + gemm, any groups ----
-// y (N,O,OH,OW) = conv(x, w) + b; b may be null.
+// y (N,O,OH,OW) = conv(x, w) + b; b may be null. ep (inference only, may be null): applied to each
+// output plane as soon as it is final (core/cpu/conv_epilogue.h).
 template <class T>
-void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom& g);
+void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom& g,
+                        const ConvEpilogue<T>* ep = nullptr);
 // dx (N,C,H,W) = conv_transpose(dy, w): gemm into a column buffer, then col2im. Overwrites dx.
 template <class T>
 void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g);
@@ -41,7 +45,8 @@ void conv2d_backward_bias_cpu(T* db, const T* dy, const ConvGeom& g);
 // ---- direct depthwise path: groups == C, O = C * m (channel multiplier m), no im2col ----
 // Output channel o reads input channel o / m.
 template <class T>
-void depthwise_conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom& g);
+void depthwise_conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom& g,
+                                  const ConvEpilogue<T>* ep = nullptr);
 template <class T>
 void depthwise_conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g);
 template <class T>

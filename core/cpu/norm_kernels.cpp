@@ -6,9 +6,11 @@
 #include "core/cpu/norm_kernels.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "core/cpu/lane_sums.h"
+#include "core/error.h"
 #include "core/parallel.h"
 
 namespace lowbit {
@@ -35,15 +37,6 @@ void row_sum_and_sq(const T* p, int64_t n, double& s, double& ss) {
   }
   s += lanes_total(a);
   ss += lanes_total(b);
-}
-
-// relu's and relu6's forward, as core/ops_activation.cpp computes it; Act is a
-// template argument so that each loop compiles to vector selects without a test inside.
-template <FusedAct Act, class T>
-inline T act_fwd(T v) {
-  if constexpr (Act == FusedAct::relu) return v > 0 ? v : (T)0;
-  else if constexpr (Act == FusedAct::relu6) return v > 0 ? (v < (T)6 ? v : (T)6) : (T)0;
-  else return v;
 }
 
 // dy masked as relu's (relu6's) backward would hand it on, into m. A loop of its own so that it
@@ -175,16 +168,30 @@ void batch_norm_stats_cpu(double* mean, double* var, const T* x, int64_t n, int6
   }
 }
 
+void batch_norm_invstd(double* invstd, const double* var, int64_t c, double eps) {
+  for (int64_t i = 0; i < c; ++i) {
+    LB_CHECK(var[i] + eps > 0, "batch_norm2d: variance + eps is ", var[i] + eps, " in channel ",
+             i, " (eps = ", eps, "); cannot normalise");
+    invstd[i] = 1.0 / std::sqrt(var[i] + eps);
+  }
+}
+
+template <class T>
+void batch_norm_affine(T* mu, T* scale, T* shift, const double* mean, const double* invstd,
+                       const T* gamma, const T* beta, int64_t c) {
+  for (int64_t ch = 0; ch < c; ++ch) {
+    mu[ch] = (T)mean[ch];
+    scale[ch] = (T)(invstd[ch] * (gamma ? (double)gamma[ch] : 1.0));
+    shift[ch] = beta ? beta[ch] : (T)0;
+  }
+}
+
 template <class T>
 void batch_norm_forward_cpu(T* y, const T* x, const double* mean, const double* invstd,
                             const T* gamma, const T* beta, int64_t n, int64_t c, int64_t hw,
                             FusedAct act) {
   std::vector<T> mu((size_t)c), scale((size_t)c), shift((size_t)c);
-  for (int64_t ch = 0; ch < c; ++ch) {
-    mu[(size_t)ch] = (T)mean[ch];
-    scale[(size_t)ch] = (T)(invstd[ch] * (gamma ? (double)gamma[ch] : 1.0));
-    shift[(size_t)ch] = beta ? beta[ch] : (T)0;
-  }
+  batch_norm_affine(mu.data(), scale.data(), shift.data(), mean, invstd, gamma, beta, c);
   const T *pm = mu.data(), *ps = scale.data(), *pb = shift.data();
   switch (act) {
     case FusedAct::none: return forward_rows<FusedAct::none>(y, x, pm, ps, pb, n, c, hw);
@@ -212,6 +219,8 @@ void batch_norm_backward_cpu(T* dx, double* dgamma, double* dbeta, const T* dy, 
 }
 
 #define LB_INSTANTIATE(T)                                                                        \
+  template void batch_norm_affine<T>(T*, T*, T*, const double*, const double*, const T*,        \
+                                     const T*, int64_t);                                         \
   template void batch_norm_stats_cpu<T>(double*, double*, const T*, int64_t, int64_t, int64_t); \
   template void batch_norm_forward_cpu<T>(T*, const T*, const double*, const double*, const T*, \
                                           const T*, int64_t, int64_t, int64_t, FusedAct);        \

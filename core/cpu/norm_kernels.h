@@ -12,6 +12,17 @@ namespace lowbit {
 template <class T>
 void batch_norm_stats_cpu(double* mean, double* var, const T* x, int64_t n, int64_t c, int64_t hw);
 
+// invstd = 1 / sqrt(var + eps) per channel, in double; an error names the channel where var + eps
+// is not positive.
+void batch_norm_invstd(double* invstd, const double* var, int64_t c, double eps);
+
+// The per-channel affine map the forward applies, y = (x - mu) * scale + shift, each rounded to T:
+// mu = mean, scale = invstd * gamma, shift = beta; gamma, beta may be null (1 and 0). The fused
+// inference convolution (core/cpu/conv_epilogue.h) applies the same map, so its values are these.
+template <class T>
+void batch_norm_affine(T* mu, T* scale, T* shift, const double* mean, const double* invstd,
+                       const T* gamma, const T* beta, int64_t c);
+
 // y = act((x - mean) * invstd * gamma + beta); gamma, beta (C) may be null (1 and 0).
 template <class T>
 void batch_norm_forward_cpu(T* y, const T* x, const double* mean, const double* invstd,
