@@ -163,12 +163,18 @@ TEST_CASE("conv2d: asymmetric options, 1x1 kernels and depthwise with channel mu
 }
 
 TEST_CASE("conv2d: direct depthwise kernels agree with im2col + gemm") {
-  // Stride (2, 1) loops over the window in place; stride 1 runs on padded planes.
+  // Every stride runs on phase planes; the data gradient gathers at stride 1 with padding up to
+  // d*(k-1) and scatters otherwise (strides, and the padding 3 > 2 of the last geometry).
+  struct S {
+    int64_t sh, sw, ph, pw, kh;
+  };
   for (int64_t m : {1, 2})
-    for (int64_t sh : {2, 1}) {
+    for (const S& st : {S{2, 1, 1, 2, 3}, S{1, 1, 1, 2, 3}, S{2, 2, 1, 1, 3}, S{3, 2, 2, 1, 3},
+                        S{2, 2, 0, 0, 2}, S{1, 1, 3, 2, 3}, S{2, 3, 1, 1, 3}}) {
+      const int64_t sh = st.sh;
       ConvGeom g;
-      g.N = 3, g.C = 5, g.H = 9, g.W = 8, g.O = 5 * m, g.KH = 3, g.KW = 3, g.groups = 5;
-      g.sh = sh, g.sw = 1, g.ph = 1, g.pw = 2, g.dh = 1, g.dw = 2;
+      g.N = 3, g.C = 5, g.H = 9, g.W = 8, g.O = 5 * m, g.KH = st.kh, g.KW = 3, g.groups = 5;
+      g.sh = st.sh, g.sw = st.sw, g.ph = st.ph, g.pw = st.pw, g.dh = 1, g.dw = 2;
       g.OH = conv_out_size(g.H, g.KH, g.sh, g.ph, g.dh);
       g.OW = conv_out_size(g.W, g.KW, g.sw, g.pw, g.dw);
       REQUIRE(conv_is_depthwise(g));
@@ -189,10 +195,21 @@ TEST_CASE("conv2d: direct depthwise kernels agree with im2col + gemm") {
         for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::fabs(a[i] - r[i]));
         return d;
       };
-      INFO("multiplier ", m, " stride ", sh);
+      INFO("multiplier ", m, " stride ", sh, "x", st.sw, " padding ", st.ph, "x", st.pw);
       CHECK(close(y1, y2) < 1e-12);
       CHECK(close(dx1, dx2) < 1e-12);
       CHECK(close(dw1, dw2) < 1e-12);
+      // float32 (its own instantiation of the kernels) against the float64 reference
+      auto to_f = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+      auto to_d = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
+      const auto xf = to_f(x), wf = to_f(w), bf = to_f(b), dyf = to_f(dy);
+      std::vector<float> yf(ny), dxf(x.size()), dwf(w.size());
+      depthwise_conv2d_forward_cpu(yf.data(), xf.data(), wf.data(), bf.data(), g);
+      depthwise_conv2d_backward_data_cpu(dxf.data(), dyf.data(), wf.data(), g);
+      depthwise_conv2d_backward_weight_cpu(dwf.data(), dyf.data(), xf.data(), g);
+      CHECK(close(to_d(yf), y1) < 1e-5);
+      CHECK(close(to_d(dxf), dx1) < 1e-5);
+      CHECK(close(to_d(dwf), dw1) < 1e-4);
     }
 }
 

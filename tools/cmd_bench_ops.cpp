@@ -68,6 +68,7 @@ std::vector<float> rand_vec(int64_t n, uint64_t seed) {
 struct ConvShape {
   const char* name;
   int64_t C, O, H, stride, k = 3;  // padding k / 2
+  int64_t groups = 1;              // C: depthwise
 };
 
 // The distinct convolutions of each model at CIFAR's 32x32 (models/resnet_cifar.cpp, resnet18.cpp).
@@ -80,6 +81,23 @@ std::vector<ConvShape> shapes_of(const std::string& model) {
             {"conv1x1 64->128 32x32 s2", 64, 128, 32, 2, 1},
             {"conv1x1 128->256 16x16 s2", 128, 256, 16, 2, 1},
             {"conv1x1 256->512 8x8 s2", 256, 512, 8, 2, 1}};
+  if (model == "shufflenetv2")  // 1.0x (models/shufflenetv2.cpp); "xN": layers of the shape
+    return {{"conv 3->24 32x32", 3, 24, 32, 1},
+            {"dw 24 32x32 s2 (x1)", 24, 24, 32, 2, 3, 24},
+            {"conv1x1 24->58 32x32 (x1)", 24, 58, 32, 1, 1},
+            {"conv1x1 24->58 16x16 (x1)", 24, 58, 16, 1, 1},
+            {"dw 58 32x32 s2 (x1)", 58, 58, 32, 2, 3, 58},
+            {"conv1x1 58->58 16x16 (x7)", 58, 58, 16, 1, 1},
+            {"dw 58 16x16 (x3)", 58, 58, 16, 1, 3, 58},
+            {"dw 116 16x16 s2 (x2)", 116, 116, 16, 2, 3, 116},
+            {"conv1x1 116->116 16x16 (x1)", 116, 116, 16, 1, 1},
+            {"conv1x1 116->116 8x8 (x16)", 116, 116, 8, 1, 1},
+            {"dw 116 8x8 (x7)", 116, 116, 8, 1, 3, 116},
+            {"dw 232 8x8 s2 (x2)", 232, 232, 8, 2, 3, 232},
+            {"conv1x1 232->232 8x8 (x1)", 232, 232, 8, 1, 1},
+            {"conv1x1 232->232 4x4 (x8)", 232, 232, 4, 1, 1},
+            {"dw 232 4x4 (x3)", 232, 232, 4, 1, 3, 232},
+            {"conv1x1 464->1024 4x4 (x1)", 464, 1024, 4, 1, 1}};
   return {{"conv 3->16 32x32", 3, 16, 32, 1},      {"conv 16->16 32x32", 16, 16, 32, 1},
           {"conv 16->32 32x32 s2", 16, 32, 32, 2}, {"conv 32->32 16x16", 32, 32, 16, 1},
           {"conv 32->64 16x16 s2", 32, 64, 16, 2}, {"conv 64->64 8x8", 64, 64, 8, 1}};
@@ -94,12 +112,13 @@ void print_row(const std::string& name, const Timing& f, const Timing& d, const 
 }  // namespace
 
 int cmd_bench_ops(int argc, char** argv) {
-  CLI::App app{"time conv2d/linear kernels at ResNet-20's (or ResNet-18's) shapes (float32)",
+  CLI::App app{"time conv2d/linear kernels at ResNet-20's (ResNet-18's, ShuffleNetV2's) shapes "
+               "(float32)",
                "lowbit bench-ops"};
   int threads = 0, iters = 10;
   std::string model = "resnet20";
-  app.add_option("--shapes", model, "whose convolutions: resnet20 | resnet18")
-      ->check(CLI::IsMember({"resnet20", "resnet18"}))
+  app.add_option("--shapes", model, "whose convolutions: resnet20 | resnet18 | shufflenetv2")
+      ->check(CLI::IsMember({"resnet20", "resnet18", "shufflenetv2"}))
       ->capture_default_str();
   std::string only;
   app.add_option("--only", only, "time only the rows whose name contains this, e.g. '512->512'");
@@ -134,21 +153,32 @@ int cmd_bench_ops(int argc, char** argv) {
     if (std::string(s.name).find(only) == std::string::npos) continue;
     ConvGeom g;
     g.N = batch, g.C = s.C, g.H = g.W = s.H, g.O = s.O, g.KH = g.KW = s.k;
-    g.sh = g.sw = s.stride, g.ph = g.pw = s.k / 2;
+    g.sh = g.sw = s.stride, g.ph = g.pw = s.k / 2, g.groups = s.groups;
     g.OH = conv_out_size(g.H, s.k, g.sh, g.ph, 1), g.OW = conv_out_size(g.W, s.k, g.sw, g.pw, 1);
-    const double macs = (double)g.N * g.O * g.C * s.k * s.k * g.OH * g.OW;
-    auto x = rand_vec(g.N * g.C * g.H * g.W, 1), w = rand_vec(g.O * g.C * s.k * s.k, 2);
+    const int64_t cg = g.C / g.groups;
+    const double macs = (double)g.N * g.O * cg * s.k * s.k * g.OH * g.OW;
+    auto x = rand_vec(g.N * g.C * g.H * g.W, 1), w = rand_vec(g.O * cg * s.k * s.k, 2);
     auto b = rand_vec(g.O, 3), dy = rand_vec(g.N * g.O * g.OH * g.OW, 4);
     std::vector<float> y(dy.size()), dx(x.size()), dw(w.size());
-    Timing f = time_it([&] { conv2d_forward_cpu(y.data(), x.data(), w.data(), b.data(), g); }, iters, macs, cpu_clock);
-    Timing d = time_it([&] { conv2d_backward_data_cpu(dx.data(), dy.data(), w.data(), g); }, iters, macs, cpu_clock);
-    Timing wt = time_it([&] { conv2d_backward_weight_cpu(dw.data(), dy.data(), x.data(), g); }, iters, macs, cpu_clock);
+    const bool dwise = conv_is_depthwise(g);  // the kernels conv2d picks (core/ops_conv.cpp)
+    Timing f = time_it([&] {
+      if (dwise) depthwise_conv2d_forward_cpu(y.data(), x.data(), w.data(), b.data(), g);
+      else conv2d_forward_cpu(y.data(), x.data(), w.data(), b.data(), g);
+    }, iters, macs, cpu_clock);
+    Timing d = time_it([&] {
+      if (dwise) depthwise_conv2d_backward_data_cpu(dx.data(), dy.data(), w.data(), g);
+      else conv2d_backward_data_cpu(dx.data(), dy.data(), w.data(), g);
+    }, iters, macs, cpu_clock);
+    Timing wt = time_it([&] {
+      if (dwise) depthwise_conv2d_backward_weight_cpu(dw.data(), dy.data(), x.data(), g);
+      else conv2d_backward_weight_cpu(dw.data(), dy.data(), x.data(), g);
+    }, iters, macs, cpu_clock);
     print_row(s.name, f, d, wt);
   }
 
   if (!only.empty()) return 0;
   {  // the classifier, 64 (512) -> 10: y = x W^T, dx = dy W, dW = dy^T x, one GEMM each
-    const int64_t in = model == "resnet18" ? 512 : 64, out = 10;
+    const int64_t in = model == "resnet18" ? 512 : model == "shufflenetv2" ? 1024 : 64, out = 10;
     auto x = rand_vec(batch * in, 5), w = rand_vec(out * in, 6), dy = rand_vec(batch * out, 7);
     std::vector<float> y(batch * out), dx(batch * in), dw(out * in);
     const double macs = (double)batch * in * out;
