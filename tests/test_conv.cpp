@@ -286,6 +286,65 @@ TEST_CASE("conv2d: direct float32 kernels agree with float64 im2col + gemm") {
   CHECK_FALSE(conv_direct_preferred(k3));
 }
 
+TEST_CASE("conv2d: small 1x1 convolutions on regrouped pseudo-images match float64 im2col") {
+  // conv_1x1_packed.cpp: outputs under 8x8 regrouped into conv_image_chunks(N) pseudo-images;
+  // batches that divide into them and batches that leave zero-padded slots (13 images in 8),
+  // one image, groups, and 1 and 2 threads (which change the number of pseudo-images).
+  struct Geo {
+    int64_t N, C, H, W, O, groups;
+  } geos[] = {{16, 24, 4, 4, 20, 1}, {13, 16, 4, 4, 32, 1}, {1, 8, 2, 2, 8, 1},
+              {7, 12, 3, 5, 6, 2},   {9, 20, 7, 7, 36, 1}};
+  const int saved = num_threads();
+  uint64_t seed = 900;
+  for (int threads : {1, 2})
+    for (const Geo& e : geos) {
+      set_num_threads(threads);
+      ConvGeom g;
+      g.N = e.N, g.C = e.C, g.H = g.OH = e.H, g.W = g.OW = e.W, g.O = e.O, g.KH = g.KW = 1;
+      g.groups = e.groups;
+      INFO("N ", g.N, " C ", g.C, " O ", g.O, " ", g.H, "x", g.W, " groups ", g.groups,
+           " threads ", threads);
+      CHECK(conv_1x1_packed_preferred(g) == conv_direct_prefers_1x1());
+      CHECK(conv_1x1_packed_grad_preferred(g) == conv_direct_prefers_1x1());
+      if (!conv_1x1_packed_grad_preferred(g)) continue;
+      const Tensor x = rand_tensor({g.N, g.C, g.H, g.W}, seed, -1, 1, DType::f32);
+      const Tensor w = rand_tensor({g.O, g.C / g.groups, 1, 1}, seed + 1, -1, 1, DType::f32);
+      const Tensor b = rand_tensor({g.O}, seed + 2, -1, 1, DType::f32);
+      const Tensor dy = rand_tensor({g.N, g.O, g.OH, g.OW}, seed + 3, -1, 1, DType::f32);
+      seed += 4;
+      auto xf = x.to_vector<float>(), wf = w.to_vector<float>(), bf = b.to_vector<float>();
+      auto dyf = dy.to_vector<float>();
+      auto xd = x.to_vector<double>(), wd = w.to_vector<double>(), bd = b.to_vector<double>();
+      auto dyd = dy.to_vector<double>();
+      std::vector<float> y(dyf.size()), dx(xf.size()), dw(wf.size(), 7.0f);
+      std::vector<double> yr(dyf.size()), dxr(xf.size()), dwr(wf.size());
+      conv2d_forward_cpu(y.data(), xf.data(), wf.data(), bf.data(), g);  // takes the packed path
+      conv2d_backward_data_cpu(dx.data(), dyf.data(), wf.data(), g);
+      conv2d_backward_weight_cpu(dw.data(), dyf.data(), xf.data(), g);
+      conv2d_forward_cpu(yr.data(), xd.data(), wd.data(), bd.data(), g);  // float64: im2col
+      conv2d_backward_data_cpu(dxr.data(), dyd.data(), wd.data(), g);
+      conv2d_backward_weight_cpu(dwr.data(), dyd.data(), xd.data(), g);
+      auto rel = [](const std::vector<float>& a, const std::vector<double>& r) {
+        double m = 0;
+        for (size_t i = 0; i < r.size(); ++i)
+          m = std::max(m, std::fabs(a[i] - r[i]) / (1 + std::fabs(r[i])));
+        return m;
+      };
+      CHECK(rel(y, yr) < 1e-5);
+      CHECK(rel(dx, dxr) < 1e-5);
+      CHECK(rel(dw, dwr) < 1e-5);
+      // and the same bits a second time
+      std::vector<float> dw2(wf.size());
+      conv2d_backward_weight_cpu(dw2.data(), dyf.data(), xf.data(), g);
+      CHECK(dw2 == dw);
+    }
+  set_num_threads(saved);
+  ConvGeom big;  // past 64K weights only the forward regroups
+  big.N = 8, big.C = 464, big.O = 1024, big.H = big.W = big.OH = big.OW = 4, big.KH = big.KW = 1;
+  CHECK(conv_1x1_packed_preferred(big) == conv_direct_prefers_1x1());
+  CHECK_FALSE(conv_1x1_packed_grad_preferred(big));
+}
+
 TEST_CASE("conv2d: several images per GEMM (small outputs) match the naive reference and adjoints") {
   // Outputs under 16x16 put several images side by side in one im2col matrix (conv_kernels.cpp);
   // one thread makes one chunk of all 23 images, so the batches are full and a remainder follows.

@@ -46,4 +46,15 @@ void conv2d_backward_data_direct(float* dx, const float* dy, const float* w, con
 int conv_direct_max_tile_nq();
 void conv2d_backward_weight_direct(float* dw, const float* dy, const float* x, const ConvGeom& g);
 
+// Unpadded 1x1 stride-1 convolutions with outputs under 8x8 (conv_1x1_packed.cpp): the batch
+// regrouped into wide pseudo-images for the direct tiles. Preferred in the AVX-512 build (as
+// conv_direct_prefers_1x1); the same contracts as the conv2d kernels.
+// The gradients prefer it only for small weights (conv_1x1_packed_grad_preferred).
+bool conv_1x1_packed_preferred(const ConvGeom& g);
+bool conv_1x1_packed_grad_preferred(const ConvGeom& g);
+void conv1x1_packed_forward(float* y, const float* x, const float* w, const float* b,
+                            const ConvGeom& g, const ConvEpilogue<float>* ep = nullptr);
+void conv1x1_packed_backward_data(float* dx, const float* dy, const float* w, const ConvGeom& g);
+void conv1x1_packed_backward_weight(float* dw, const float* dy, const float* x, const ConvGeom& g);
+
 }  // namespace lowbit

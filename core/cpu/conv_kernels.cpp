@@ -1,5 +1,6 @@
 // General conv2d kernels: float32 convolutions go to the direct kernels of conv_direct.h where
-// those are faster (conv_direct_preferred); everything else runs im2col + GEMM (the GEMM on a
+// those are faster (conv_direct_preferred; small 1x1 ones regrouped, conv_1x1_packed.cpp);
+// everything else runs im2col + GEMM (the GEMM on a
 // (C/groups*KH*KW, OH*OW) column matrix per group), col2im for the data gradient. The batch is
 // cut into fixed chunks (conv_util.h) that run in parallel with single-threaded GEMMs inside, so
 // OpenMP and OpenBLAS never oversubscribe the cores. Outputs under 16x16 put several images side
@@ -195,8 +196,10 @@ int64_t& conv_wgrad_block_bytes() {
 template <class T>
 void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom& g,
                         const ConvEpilogue<T>* ep) {
-  if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<T, float>) {
     if (conv_direct_preferred(g)) return conv2d_forward_direct(y, x, w, b, g, 0, ep);
+    if (conv_1x1_packed_preferred(g)) return conv1x1_packed_forward(y, x, w, b, g, ep);
+  }
   const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
   const int64_t kg = cg * g.KH * g.KW;  // GEMM inner size per group
   const bool pw1 = is_pointwise(g);
@@ -243,8 +246,10 @@ void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom
 
 template <class T>
 void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g) {
-  if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<T, float>) {
     if (conv_direct_data_preferred(g)) return conv2d_backward_data_direct(dx, dy, w, g);
+    if (conv_1x1_packed_grad_preferred(g)) return conv1x1_packed_backward_data(dx, dy, w, g);
+  }
   const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
   const int64_t kg = cg * g.KH * g.KW, chw = g.C * g.H * g.W;
   const bool pw1 = is_pointwise(g);
@@ -286,8 +291,10 @@ void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g)
 
 template <class T>
 void conv2d_backward_weight_cpu(T* dw, const T* dy, const T* x, const ConvGeom& g) {
-  if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<T, float>) {
     if (conv_direct_preferred(g)) return conv2d_backward_weight_direct(dw, dy, x, g);
+    if (conv_1x1_packed_grad_preferred(g)) return conv1x1_packed_backward_weight(dw, dy, x, g);
+  }
   if (images_per_gemm(g) > 1) return weight_grad_batched(dw, dy, x, g);
   const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
   const int64_t kg = cg * g.KH * g.KW, wsize = g.O * kg;
