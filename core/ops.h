@@ -46,6 +46,10 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
 Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t length);
 // Channel shuffle with g groups: view (N, g, C/g, H, W), swap axes 1 and 2, flatten back.
 Tensor channel_shuffle(const Tensor& x, int64_t groups);
+// channel_shuffle(concat({a, b}, 1), 2), the end of a ShuffleNetV2 unit, as one node
+// "concat+shuffle": a and b of one shape (N, c, H, W), output (N, 2c, H, W) with channel 2j = a's
+// j and 2j+1 = b's j. One copy forward and one backward instead of two each; the same values.
+Tensor concat_shuffle(const Tensor& a, const Tensor& b);
 
 // ---- matrix products (core/ops_linear.cpp; GEMMs through core/cpu/blas.h) ----
 Tensor matmul(const Tensor& a, const Tensor& b);  // (M, K) x (K, N) -> (M, N)

@@ -184,4 +184,28 @@ Tensor channel_shuffle(const Tensor& x, int64_t groups) {
   });
 }
 
+Tensor concat_shuffle(const Tensor& a, const Tensor& b) {
+  const char* op = "concat+shuffle";
+  check_defined(a, op, "a");
+  check_defined(b, op, "b");
+  if (a.device() == Device::cuda || b.device() == Device::cuda)
+    return channel_shuffle(concat({a, b}, 1), 2);  // two nodes on the GPU
+  check_cpu(a, op);
+  check_cpu(b, op);
+  LB_CHECK(a.dim() == 4, op, ": a must be 4-d (N, C, H, W), got shape ", shape_str(a.shape()));
+  LB_CHECK(a.shape() == b.shape(), op, ": a and b must have the same shape, got ",
+           shape_str(a.shape()), " and ", shape_str(b.shape()));
+  LB_CHECK(a.dtype() == b.dtype(), op, ": a is ", dtype_name(a.dtype()), ", b is ",
+           dtype_name(b.dtype()));
+  const Shape& s = a.shape();
+  const int64_t n = s[0], c = s[1], hw = s[2] * s[3], elem = (int64_t)dtype_size(a.dtype());
+  Tensor y = Tensor::empty({n, 2 * c, s[2], s[3]}, a.dtype());
+  interleave_channels_cpu(y.raw(), a.raw(), b.raw(), n, c, hw, elem, false);
+  return record(y, op, {a, b}, {"a", "b"}, [s, n, c, hw, elem](const Node& node, const Tensor& g) {
+    Tensor ga = Tensor::empty(s, g.dtype()), gb = Tensor::empty(s, g.dtype());
+    interleave_channels_cpu(g.raw(), ga.raw(), gb.raw(), n, c, hw, elem, true);
+    return std::vector<Tensor>{node.needs_grad(0) ? ga : Tensor(), node.needs_grad(1) ? gb : Tensor()};
+  });
+}
+
 }  // namespace lowbit

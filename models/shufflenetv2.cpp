@@ -50,6 +50,8 @@ class ShuffleBasicBlock : public Unit {
     Tensor out = conv1_->forward_bn_act(halves[1], *bn1_, FusedAct::relu);
     out = conv2_->forward_bn_act(out, *bn2_, FusedAct::none);
     out = conv3_->forward_bn_act(out, *bn3_, FusedAct::relu);
+    // Equal halves (every width of the family is even) join in one copy; odd ones as two ops.
+    if (halves[0].shape() == out.shape()) return concat_shuffle(halves[0], out);
     return channel_shuffle(concat({halves[0], out}, 1), 2);
   }
   std::string kind() const override { return "ShuffleBasicBlock"; }
@@ -86,7 +88,7 @@ class ShuffleDownBlock : public Unit {
     Tensor right = conv3_->forward_bn_act(x, *bn3_, FusedAct::relu);
     right = conv4_->forward_bn_act(right, *bn4_, FusedAct::none);
     right = conv5_->forward_bn_act(right, *bn5_, FusedAct::relu);
-    return channel_shuffle(concat({left, right}, 1), 2);
+    return concat_shuffle(left, right);  // both out/2 channels
   }
   std::string kind() const override { return "ShuffleDownBlock"; }
   std::string describe() const override { return str_cat(in_, "->", out_, " s2"); }

@@ -70,6 +70,7 @@ TEST_CASE("grad ops: every core op's registry entry matches finite differences")
       {"global_avg_pool2d", {{"x", {2, 3, 4, 4}}}, {}},
       {"adaptive_avg_pool2d", {{"x", {1, 2, 5, 7}}}, {{"output_size", "3,2"}}},
       {"channel_shuffle", {{"x", {2, 6, 2, 2}}}, {{"groups", "3"}}},
+      {"concat_shuffle", {{"a", {2, 3, 2, 2}}, {"b", {2, 3, 2, 2}}}, {}},
       {"log_softmax", {{"x", {3, 5}}}, {}},
       {"softmax", {{"x", {3, 5}}}, {}},
       {"softmax_cross_entropy", {{"x", {3, 4}}}, {{"label_smoothing", "0.1"}}, {{"target", target}}},

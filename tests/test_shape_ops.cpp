@@ -179,3 +179,31 @@ TEST_CASE("channel_shuffle: the (N, g, C/g, H, W) transpose, its inverse, its gr
   CHECK_THROWS_WITH_AS(channel_shuffle(xb, 0), doctest::Contains("channel_shuffle"), Error);
   CHECK_THROWS_WITH_AS(channel_shuffle(iota({8, 2}), 2), doctest::Contains("channel_shuffle"), Error);
 }
+
+TEST_CASE("concat_shuffle: channel_shuffle(concat(a, b), 2) in one node, values and gradients") {
+  for (DType dt : {DType::f64, DType::f32}) {
+    CAPTURE(dtype_name(dt));
+    Tensor a = rand_tensor({3, 5, 2, 3}, 21).to(dt), b = rand_tensor({3, 5, 2, 3}, 22).to(dt);
+    a.set_requires_grad(true), b.set_requires_grad(true);
+    Tensor w = rand_tensor({3, 10, 2, 3}, 23).to(dt);  // weights a random upstream gradient
+    Tensor fused = concat_shuffle(a, b);
+    Tensor composed = channel_shuffle(concat({a, b}, 1), 2);
+    CHECK(fused.shape() == Shape{3, 10, 2, 3});
+    CHECK(fused.node()->kind == "concat+shuffle");
+    CHECK(fused.to_vector<double>() == composed.to_vector<double>());
+    backward(sum(mul(fused, w)));
+    const auto ga = a.grad().to_vector<double>(), gb = b.grad().to_vector<double>();
+    a.zero_grad(), b.zero_grad();
+    backward(sum(mul(composed, w)));
+    CHECK(a.grad().to_vector<double>() == ga);
+    CHECK(b.grad().to_vector<double>() == gb);
+  }
+  CHECK_GRADCHECK(gradcheck([](const std::vector<Tensor>& in) { return concat_shuffle(in[0], in[1]); },
+                            {rand_tensor({2, 3, 2, 2}, 24), rand_tensor({2, 3, 2, 2}, 25)}));
+  Tensor a = rand_tensor({2, 3, 2, 2}, 26);
+  CHECK_THROWS_WITH_AS(concat_shuffle(a, rand_tensor({2, 4, 2, 2}, 27)),
+                       doctest::Contains("concat+shuffle: a and b must have the same shape"), Error);
+  CHECK_THROWS_WITH_AS(concat_shuffle(a, a.to(DType::f32)),
+                       doctest::Contains("concat+shuffle: a is float64, b is float32"), Error);
+  CHECK_THROWS_WITH_AS(concat_shuffle(iota({4, 2}), iota({4, 2})), doctest::Contains("4-d"), Error);
+}

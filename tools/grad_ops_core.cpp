@@ -168,6 +168,9 @@ void add_norm_pool(std::vector<RegisteredOp>& t) {
                  const int64_t g = opt.get_int("groups", 1);
                  return channel_shuffle(req_in(in, "channel_shuffle", "x"), g);
                }});
+  add_binary(t, "concat_shuffle",
+             "channel_shuffle(concat(a, b), 2) as one node (a ShuffleNetV2 unit's end); same shapes",
+             concat_shuffle);
 }
 
 void add_losses(std::vector<RegisteredOp>& t) {

@@ -39,4 +39,26 @@ void channel_shuffle_cpu(void* y, const void* x, int64_t n, int64_t c, int64_t g
   });
 }
 
+void interleave_channels_cpu(void* y, void* a, void* b, int64_t n, int64_t c, int64_t hw,
+                             int64_t elem, bool split) {
+  const int64_t plane = hw * elem;
+  char* py = static_cast<char*>(y);
+  char* pa = static_cast<char*>(a);
+  char* pb = static_cast<char*>(b);
+  parallel_for(n * c, 2 * plane / 8 + 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {  // r indexes (sample, channel j of a and b)
+      const int64_t s = r / c, j = r % c;
+      char* ya = py + (s * 2 * c + 2 * j) * plane;
+      if (!plane) continue;
+      if (split) {
+        std::memcpy(pa + r * plane, ya, (size_t)plane);
+        std::memcpy(pb + r * plane, ya + plane, (size_t)plane);
+      } else {
+        std::memcpy(ya, pa + r * plane, (size_t)plane);
+        std::memcpy(ya + plane, pb + r * plane, (size_t)plane);
+      }
+    }
+  });
+}
+
 }  // namespace lowbit

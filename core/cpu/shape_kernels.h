@@ -16,4 +16,9 @@ void copy_axis_block_cpu(void* dst, int64_t dst_axis, int64_t dst_start, const v
 void channel_shuffle_cpu(void* y, const void* x, int64_t n, int64_t c, int64_t groups, int64_t hw,
                          int64_t elem);
 
+// channel_shuffle(concat(a, b), 2) in one copy, a and b (N, c, HW): y (N, 2c, HW) with channel 2j
+// from a's j and 2j+1 from b's j. With `split` the other way round: a and b from y (the backward).
+void interleave_channels_cpu(void* y, void* a, void* b, int64_t n, int64_t c, int64_t hw,
+                             int64_t elem, bool split);
+
 }  // namespace lowbit
