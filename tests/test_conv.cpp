@@ -118,6 +118,38 @@ GradcheckResult check_grads(const Case& c) {
                    {c.x, c.w});
 }
 
+// Random float32 operands of a geometry, their float64 copies for the reference, and buffers for
+// the float32 results (dw prefilled with 7 so that a kernel that skips a weight shows).
+struct ConvOperands {
+  std::vector<float> xf, wf, bf, dyf, y, dx, dw;
+  std::vector<double> xd, wd, bd, dyd, yr, dxr, dwr;
+  ConvOperands(const ConvGeom& g, uint64_t seed) {
+    const Tensor x = rand_tensor({g.N, g.C, g.H, g.W}, seed, -1, 1, DType::f32);
+    const Tensor w = rand_tensor({g.O, g.C / g.groups, g.KH, g.KW}, seed + 1, -1, 1, DType::f32);
+    const Tensor b = rand_tensor({g.O}, seed + 2, -1, 1, DType::f32);
+    const Tensor dyt = rand_tensor({g.N, g.O, g.OH, g.OW}, seed + 3, -1, 1, DType::f32);
+    xf = x.to_vector<float>(), wf = w.to_vector<float>(), bf = b.to_vector<float>();
+    dyf = dyt.to_vector<float>();
+    xd = x.to_vector<double>(), wd = w.to_vector<double>(), bd = b.to_vector<double>();
+    dyd = dyt.to_vector<double>();
+    y.resize(dyf.size()), dx.resize(xf.size()), dw.assign(wf.size(), 7.0f);
+    yr.resize(dyf.size()), dxr.resize(xf.size()), dwr.resize(wf.size());
+  }
+  // The float64 reference (im2col + gemm, float64 never takes the direct kernels).
+  void reference(const ConvGeom& g) {
+    conv2d_forward_cpu(yr.data(), xd.data(), wd.data(), bd.data(), g);
+    conv2d_backward_data_cpu(dxr.data(), dyd.data(), wd.data(), g);
+    conv2d_backward_weight_cpu(dwr.data(), dyd.data(), xd.data(), g);
+  }
+};
+
+// Largest |a - r| / (1 + |r|).
+double rel_err(const std::vector<float>& a, const std::vector<double>& r) {
+  double m = 0;
+  for (size_t i = 0; i < r.size(); ++i) m = std::max(m, std::fabs(a[i] - r[i]) / (1 + std::fabs(r[i])));
+  return m;
+}
+
 }  // namespace
 
 TEST_CASE("conv2d: forward matches the naive reference over all combinations (f64 and f32)") {
@@ -242,35 +274,19 @@ TEST_CASE("conv2d: direct float32 kernels agree with float64 im2col + gemm") {
     REQUIRE(conv_direct_supported(g));
     const bool data = g.sh == 1 && g.sw == 1;
     CHECK(conv_direct_data_supported(g) == data);
-    const Tensor x = rand_tensor({g.N, g.C, g.H, g.W}, seed, -1, 1, DType::f32);
-    const Tensor w = rand_tensor({g.O, g.C / g.groups, g.KH, g.KW}, seed + 1, -1, 1, DType::f32);
-    const Tensor b = rand_tensor({g.O}, seed + 2, -1, 1, DType::f32);
-    const Tensor dy = rand_tensor({g.N, g.O, g.OH, g.OW}, seed + 3, -1, 1, DType::f32);
+    ConvOperands op(g, seed);
     seed += 4;
-    auto xf = x.to_vector<float>(), wf = w.to_vector<float>(), bf = b.to_vector<float>();
-    auto dyf = dy.to_vector<float>();
-    auto xd = x.to_vector<double>(), wd = w.to_vector<double>(), bd = b.to_vector<double>();
-    auto dyd = dy.to_vector<double>();
-    std::vector<float> y(dyf.size()), dx(xf.size()), dw(wf.size(), 7.0f);
-    std::vector<double> yr(dyf.size()), dxr(xf.size()), dwr(wf.size());
-    conv2d_backward_weight_direct(dw.data(), dyf.data(), xf.data(), g);
-    conv2d_forward_cpu(yr.data(), xd.data(), wd.data(), bd.data(), g);
-    conv2d_backward_data_cpu(dxr.data(), dyd.data(), wd.data(), g);
-    conv2d_backward_weight_cpu(dwr.data(), dyd.data(), xd.data(), g);
-    auto rel = [](const std::vector<float>& a, const std::vector<double>& r) {
-      double m = 0;
-      for (size_t i = 0; i < r.size(); ++i) m = std::max(m, std::fabs(a[i] - r[i]) / (1 + std::fabs(r[i])));
-      return m;
-    };
+    conv2d_backward_weight_direct(op.dw.data(), op.dyf.data(), op.xf.data(), g);
+    op.reference(g);
     for (int nq = 0; nq <= conv_direct_max_tile_nq(); ++nq) {
       INFO("forward tile of ", nq, " position vectors (0: the kernels' pick)");
-      conv2d_forward_direct(y.data(), xf.data(), wf.data(), bf.data(), g, nq);
-      if (data) conv2d_backward_data_direct(dx.data(), dyf.data(), wf.data(), g, nq);
-      CHECK(rel(y, yr) < 1e-5);
-      if (data) CHECK(rel(dx, dxr) < 1e-5);
+      conv2d_forward_direct(op.y.data(), op.xf.data(), op.wf.data(), op.bf.data(), g, nq);
+      if (data) conv2d_backward_data_direct(op.dx.data(), op.dyf.data(), op.wf.data(), g, nq);
+      CHECK(rel_err(op.y, op.yr) < 1e-5);
+      if (data) CHECK(rel_err(op.dx, op.dxr) < 1e-5);
     }
     // dw sums N*OH*OW products (3072 here) in float32: a longer chain than y's or dx's sums.
-    CHECK(rel(dw, dwr) < 5e-5);
+    CHECK(rel_err(op.dw, op.dwr) < 5e-5);
   }
   ConvGeom dwg;  // depthwise has its own kernels; 1x1 unpadded and small outputs need not
   dwg.KH = dwg.KW = 3, dwg.C = dwg.O = dwg.groups = 4, dwg.OH = dwg.OW = 16;
@@ -307,36 +323,20 @@ TEST_CASE("conv2d: small 1x1 convolutions on regrouped pseudo-images match float
       CHECK(conv_1x1_packed_preferred(g) == conv_direct_prefers_1x1());
       CHECK(conv_1x1_packed_grad_preferred(g) == conv_direct_prefers_1x1());
       if (!conv_1x1_packed_grad_preferred(g)) continue;
-      const Tensor x = rand_tensor({g.N, g.C, g.H, g.W}, seed, -1, 1, DType::f32);
-      const Tensor w = rand_tensor({g.O, g.C / g.groups, 1, 1}, seed + 1, -1, 1, DType::f32);
-      const Tensor b = rand_tensor({g.O}, seed + 2, -1, 1, DType::f32);
-      const Tensor dy = rand_tensor({g.N, g.O, g.OH, g.OW}, seed + 3, -1, 1, DType::f32);
+      ConvOperands op(g, seed);
       seed += 4;
-      auto xf = x.to_vector<float>(), wf = w.to_vector<float>(), bf = b.to_vector<float>();
-      auto dyf = dy.to_vector<float>();
-      auto xd = x.to_vector<double>(), wd = w.to_vector<double>(), bd = b.to_vector<double>();
-      auto dyd = dy.to_vector<double>();
-      std::vector<float> y(dyf.size()), dx(xf.size()), dw(wf.size(), 7.0f);
-      std::vector<double> yr(dyf.size()), dxr(xf.size()), dwr(wf.size());
-      conv2d_forward_cpu(y.data(), xf.data(), wf.data(), bf.data(), g);  // takes the packed path
-      conv2d_backward_data_cpu(dx.data(), dyf.data(), wf.data(), g);
-      conv2d_backward_weight_cpu(dw.data(), dyf.data(), xf.data(), g);
-      conv2d_forward_cpu(yr.data(), xd.data(), wd.data(), bd.data(), g);  // float64: im2col
-      conv2d_backward_data_cpu(dxr.data(), dyd.data(), wd.data(), g);
-      conv2d_backward_weight_cpu(dwr.data(), dyd.data(), xd.data(), g);
-      auto rel = [](const std::vector<float>& a, const std::vector<double>& r) {
-        double m = 0;
-        for (size_t i = 0; i < r.size(); ++i)
-          m = std::max(m, std::fabs(a[i] - r[i]) / (1 + std::fabs(r[i])));
-        return m;
-      };
-      CHECK(rel(y, yr) < 1e-5);
-      CHECK(rel(dx, dxr) < 1e-5);
-      CHECK(rel(dw, dwr) < 1e-5);
+      // float32 takes the packed path, float64 im2col
+      conv2d_forward_cpu(op.y.data(), op.xf.data(), op.wf.data(), op.bf.data(), g);
+      conv2d_backward_data_cpu(op.dx.data(), op.dyf.data(), op.wf.data(), g);
+      conv2d_backward_weight_cpu(op.dw.data(), op.dyf.data(), op.xf.data(), g);
+      op.reference(g);
+      CHECK(rel_err(op.y, op.yr) < 1e-5);
+      CHECK(rel_err(op.dx, op.dxr) < 1e-5);
+      CHECK(rel_err(op.dw, op.dwr) < 1e-5);
       // and the same bits a second time
-      std::vector<float> dw2(wf.size());
-      conv2d_backward_weight_cpu(dw2.data(), dyf.data(), xf.data(), g);
-      CHECK(dw2 == dw);
+      std::vector<float> dw2(op.wf.size());
+      conv2d_backward_weight_cpu(dw2.data(), op.dyf.data(), op.xf.data(), g);
+      CHECK(dw2 == op.dw);
     }
   set_num_threads(saved);
   ConvGeom big;  // past 64K weights only the forward regroups
