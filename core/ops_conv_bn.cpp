@@ -46,6 +46,8 @@ Tensor conv2d_bn_act(const Tensor& x, const Tensor& weight, const Tensor& bias,
                      const Conv2dOptions& o, const Tensor& bn_weight, const Tensor& bn_bias,
                      const Tensor& running_mean, const Tensor& running_var, double eps,
                      const Tensor& residual, FusedAct act) {
+  check_defined(x, kOp, "x");
+  check_defined(weight, kOp, "weight");
   if (grad_enabled())
     for (const Tensor* t : {&x, &weight, &bias, &bn_weight, &bn_bias, &residual})
       LB_CHECK(!t->defined() || !t->requires_grad(), kOp,

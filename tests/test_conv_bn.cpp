@@ -135,6 +135,9 @@ TEST_CASE("conv2d_bn_act rejects bad input with the reason") {
   CHECK_THROWS_WITH(conv2d_bn_act(x, rand_tensor({8, 3, 3, 3}, DType::f32, 7), Tensor(), o, c8, c8,
                                   c8, c8, 1e-5, res, FusedAct::relu),
                     doctest::Contains("conv2d: weight"));
+  CHECK_THROWS_WITH(conv2d_bn_act(Tensor(), w, Tensor(), o, c8, c8, c8, c8, 1e-5, res,
+                                  FusedAct::relu),
+                    doctest::Contains("conv2d_bn_act"));
   Tensor neg = rand_tensor({8}, DType::f32, 8, -2, -1);
   CHECK_THROWS_WITH(conv2d_bn_act(x, w, Tensor(), o, c8, c8, c8, neg, 1e-5, res, FusedAct::relu),
                     doctest::Contains("variance + eps"));
