@@ -22,6 +22,7 @@
 #include "quant/quantize_model.h"
 #include "quant/quantizer.h"
 #include "tools/commands.h"
+#include "tools/conv_option.h"
 #include "tools/quant_flags.h"
 #include "tools/trainer.h"
 #include "tools/device_option.h"
@@ -54,6 +55,8 @@ int cmd_bench(int argc, char** argv) {
   app.add_option("--warmup", warmup, "untimed iterations first")->capture_default_str();
   app.add_option("--classes", classes)->capture_default_str();
   app.add_option("--threads", threads, "0: all cores")->capture_default_str();
+  std::string conv = "winograd";
+  add_conv_option(app, conv);
   QuantConfig quant;  // the flags, defaults and checks of `lowbit train`
   add_quant_flags(app, quant.wq, quant.aq, quant.first_last);
   app.add_flag("--json", json, "print the result as JSON");
@@ -68,6 +71,7 @@ int cmd_bench(int argc, char** argv) {
   LB_CHECK(batch >= 1 && iters >= 1 && warmup >= 0, "bench: --batch and --iters must be >= 1");
   check_quant_config(quant);  // a bad spec fails before any work
   set_num_threads(threads);
+  apply_conv_option(conv);
   const Device dev = select_device(device, deterministic);
   auto model = make_model(model_name, classes, 1);
   int64_t macs = 0;  // before quantizing: model_info's forward of zeros would initialise the steps

@@ -17,6 +17,7 @@
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "tools/commands.h"
+#include "tools/conv_option.h"
 
 namespace lowbit {
 
@@ -126,6 +127,8 @@ int cmd_bench_ops(int argc, char** argv) {
   app.add_option("--threads", threads, "threads for OpenMP and OpenBLAS (0: all cores)");
   app.add_option("--iters", iters, "timed runs per kernel")->check(CLI::PositiveNumber);
   app.add_option("--batch", batch, "batch size")->check(CLI::PositiveNumber);
+  std::string conv = "winograd";
+  add_conv_option(app, conv);
   std::string clock = "wall";
   app.add_option("--clock", clock,
                  "wall | cpu: process CPU time, for --threads 1 on a machine others are using")
@@ -137,6 +140,7 @@ int cmd_bench_ops(int argc, char** argv) {
     return app.exit(e);
   }
   set_num_threads(threads);
+  apply_conv_option(conv);
   const bool cpu_clock = clock == "cpu";
   LB_CHECK(!cpu_clock || num_threads() == 1, "bench-ops: --clock cpu needs --threads 1 (CPU time "
            "adds up every thread's time), got ", num_threads(), " threads");

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "tools/commands.h"
+#include "tools/conv_option.h"
 #include "tools/quant_flags.h"
 #include "tools/trainer.h"
 
@@ -27,6 +28,7 @@ int cmd_train(int argc, char** argv) {
   app.add_option("--label-smoothing", c.label_smoothing)->capture_default_str();
   app.add_option("--seed", c.seed)->capture_default_str();
   app.add_option("--threads", c.threads, "0: all cores")->capture_default_str();
+  add_conv_option(app, c.conv);
   app.add_option("--out", c.out, "run directory")->capture_default_str();
   app.add_option("--init", c.init,
                  "start from this model checkpoint's weights (a full-precision one into a quantized "

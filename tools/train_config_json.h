@@ -9,7 +9,7 @@ namespace lowbit {
 
 #define LB_TRAIN_CONFIG_FIELDS(X)                                                               \
   X(model) X(data) X(epochs) X(batch) X(lr) X(sched) X(warmup_epochs) X(milestones) X(gamma)   \
-  X(wd) X(momentum) X(nesterov) X(label_smoothing) X(seed) X(threads) X(out) X(init) X(augment) \
+  X(wd) X(momentum) X(nesterov) X(label_smoothing) X(seed) X(threads) X(conv) X(out) X(init) X(augment) \
   X(limit_train) X(limit_test) X(wq) X(aq) X(first_last) X(bits_config) X(wq_lr_factor)        \
   X(aq_lr_factor) X(ste) X(device) X(deterministic)
 

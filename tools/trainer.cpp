@@ -15,6 +15,7 @@
 
 #include "core/cuda/kernels.h"
 #include "core/parallel.h"
+#include "tools/conv_option.h"
 #include "core/safetensors.h"
 #include "layers/optim.h"
 #include "layers/quant_module.h"
@@ -269,6 +270,7 @@ TrainResult train(const TrainConfig& cfg_in) {
     cfg = saved;
   }
   set_num_threads(cfg.threads);
+  apply_conv_option(cfg.conv);
   LB_CHECK(cfg.epochs >= 1, "train: --epochs must be >= 1, got ", cfg.epochs);
   LB_CHECK(cfg.batch >= 1, "train: --batch must be >= 1, got ", cfg.batch);
   LB_CHECK(cfg.lr > 0, "train: --lr must be > 0, got ", cfg.lr);

@@ -27,6 +27,7 @@ struct TrainConfig {
   double label_smoothing = 0;
   uint64_t seed = 1;
   int threads = 0;  // 0: all cores
+  std::string conv = "winograd";  // CPU 3x3 stride-1 kernels: winograd | direct (tools/conv_option.h)
   std::string out = "runs/default";
   // Quantization-aware training (quant/quantize_model.h): empty wq and aq = full precision.
   std::string wq, aq;             // METHOD:BITS[:pc], e.g. lsq:4

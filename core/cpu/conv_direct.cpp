@@ -24,6 +24,27 @@
 
 namespace lowbit {
 
+ConvGeom conv_data_grad_geom(const ConvGeom& g) {
+  ConvGeom t = g;
+  t.C = g.O, t.H = g.OH, t.W = g.OW;
+  t.O = g.C, t.OH = g.H, t.OW = g.W;
+  t.ph = g.dh * (g.KH - 1) - g.ph, t.pw = g.dw * (g.KW - 1) - g.pw;
+  return t;
+}
+
+std::vector<float> conv_data_grad_weights(const float* w, const ConvGeom& g) {
+  const int64_t og = g.O / g.groups, cg = g.C / g.groups;
+  std::vector<float> wt((size_t)(g.C * og * g.KH * g.KW));
+  for (int64_t gi = 0; gi < g.groups; ++gi)
+    for (int64_t o = 0; o < og; ++o)
+      for (int64_t c = 0; c < cg; ++c)
+        for (int64_t kh = 0; kh < g.KH; ++kh)
+          for (int64_t kw = 0; kw < g.KW; ++kw)
+            wt[(size_t)((((gi * cg + c) * og + o) * g.KH + kh) * g.KW + kw)] =
+                w[(((gi * og + o) * cg + c) * g.KH + (g.KH - 1 - kh)) * g.KW + (g.KW - 1 - kw)];
+  return wt;
+}
+
 #ifndef LB_CONV_DIRECT
 
 bool conv_direct_supported(const ConvGeom&) { return false; }
@@ -52,7 +73,7 @@ constexpr int64_t kWgradImages = 8;        // weight gradient: images per pass
 constexpr int64_t kPassO = 96;             // forward: output channels per pass
 constexpr int64_t kPassBytes = 160 << 10;  // forward: packed weights per pass (fits L2)
 
-int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+using conv_tiles::round_up;
 
 // The zero-padded planes of one image and the output grid laid over them.
 struct Grid {
@@ -155,25 +176,9 @@ std::vector<Block> pack_weights(std::vector<float>& packed, const float* w, int6
   return blocks;
 }
 
-// Position vectors per forward tile for a layer (its channel blocks then take up to
-// conv_tiles::max_mr(nq)): the fewest multiply-adds wasted on rounding the channels up to equal
-// blocks and the grid up to whole tiles, weighed with the loads per multiply-add.
+// Position vectors per forward tile for a layer (conv_tiles::pick_nq over its grid).
 int pick_tile_nq(const ConvGeom& g, int force_nq) {
-  const int64_t og = g.O / g.groups, q = grid_positions(g);
-  int best = 1;
-  double best_cost = 1e300;
-  for (int nq = 1; nq <= conv_tiles::kMaxNQ; ++nq) {
-    if (force_nq > 0 && nq != force_nq) continue;
-    const int64_t mmr = conv_tiles::max_mr(nq), nblocks = (og + mmr - 1) / mmr;
-    const int64_t mr = (og + nblocks - 1) / nblocks;  // the largest block
-    const double loads_per_fma = (double)(nq + mr) / (double)(nq * mr);
-    const double fma_waste = (double)(nblocks * mr) / og * (double)round_up(q, nq * W) / q;
-    // Measured on ResNet-20's layers (bench-ops): the multiply-adds alone do not predict the
-    // speed, the loads per multiply-add count too, so the cost weighs both.
-    const double cost = fma_waste * (0.5 + 0.25 * loads_per_fma);
-    if (cost < best_cost) best_cost = cost, best = nq;
-  }
-  return best;
+  return conv_tiles::pick_nq(g.O / g.groups, grid_positions(g), force_nq);
 }
 
 // y (N, O, OH, OW) = conv(x, w) (+ b), then ep on each plane: the forward pass, and the data
@@ -267,22 +272,8 @@ void conv2d_forward_direct(float* y, const float* x, const float* w, const float
 
 void conv2d_backward_data_direct(float* dx, const float* dy, const float* w, const ConvGeom& g,
                                  int tile_nq) {
-  // dx = conv(dy, w'), stride 1, padding d*(k-1) - p, with w'[c][o][kh][kw] =
-  // w[o][c][KH-1-kh][KW-1-kw] inside each group.
-  const int64_t og = g.O / g.groups, cg = g.C / g.groups;
-  std::vector<float> wt((size_t)(g.C * og * g.KH * g.KW));
-  for (int64_t gi = 0; gi < g.groups; ++gi)
-    for (int64_t o = 0; o < og; ++o)
-      for (int64_t c = 0; c < cg; ++c)
-        for (int64_t kh = 0; kh < g.KH; ++kh)
-          for (int64_t kw = 0; kw < g.KW; ++kw)
-            wt[(size_t)((((gi * cg + c) * og + o) * g.KH + kh) * g.KW + kw)] =
-                w[(((gi * og + o) * cg + c) * g.KH + (g.KH - 1 - kh)) * g.KW + (g.KW - 1 - kw)];
-  ConvGeom t = g;
-  t.C = g.O, t.H = g.OH, t.W = g.OW;
-  t.O = g.C, t.OH = g.H, t.OW = g.W;
-  t.ph = g.dh * (g.KH - 1) - g.ph, t.pw = g.dw * (g.KW - 1) - g.pw;
-  conv_on_grid(dx, dy, wt.data(), nullptr, t, tile_nq, nullptr);
+  const std::vector<float> wt = conv_data_grad_weights(w, g);
+  conv_on_grid(dx, dy, wt.data(), nullptr, conv_data_grad_geom(g), tile_nq, nullptr);
 }
 
 // The weight gradient with output channels in the vector lanes (conv_tiles::wgrad_tile): dy is

@@ -17,6 +17,8 @@
 // Results depend only on the inputs (each output is summed in a fixed order; the weight gradient
 // is reduced per image chunk in chunk order), so a given thread count gives the same bits.
 #pragma once
+#include <vector>
+
 #include "core/cpu/conv_kernels.h"
 
 namespace lowbit {
@@ -45,6 +47,13 @@ void conv2d_backward_data_direct(float* dx, const float* dy, const float* w, con
                                  int tile_nq = 0);
 int conv_direct_max_tile_nq();
 void conv2d_backward_weight_direct(float* dw, const float* dy, const float* x, const ConvGeom& g);
+
+// The data gradient of a stride-1 convolution whose padding is at most the dilated kernel extent
+// minus one is again a convolution: dx = conv(dy, w') in the geometry conv_data_grad_geom(g)
+// (dy as the input, padding d*(k-1) - p), with w'[c][o][kh][kw] = w[o][c][KH-1-kh][KW-1-kw]
+// inside each group (conv_data_grad_weights). The direct and the Winograd kernels both use it.
+ConvGeom conv_data_grad_geom(const ConvGeom& g);
+std::vector<float> conv_data_grad_weights(const float* w, const ConvGeom& g);
 
 // Unpadded 1x1 stride-1 convolutions with outputs under 8x8 (conv_1x1_packed.cpp): the batch
 // regrouped into wide pseudo-images for the direct tiles. Preferred in the AVX-512 build (as

@@ -1,5 +1,6 @@
 // The register tiles of the direct convolution (conv_direct.cpp), written once against Simd
-// (core/cpu/simd.h: AVX-512 or AVX2). Private to conv_direct.cpp.
+// (core/cpu/simd.h: AVX-512 or AVX2). Used by conv_direct.cpp, conv_1x1_packed.cpp and
+// conv_winograd.cpp (whose per-position products are the forward tile with channels as taps).
 //
 // Forward tile: MR output channels x NQ vectors of grid positions. Per tap: NQ vector loads of the
 // shifted plane, MR broadcasts of packed weights, MR*NQ fused multiply-adds; the sums stay in
@@ -28,6 +29,29 @@ constexpr int64_t W = Simd::kWidth;
 constexpr int kMaxNQ = Simd::kRegs == 32 ? 4 : 2;
 constexpr int kMaxAcc = Simd::kRegs == 32 ? 28 : 12;
 constexpr int max_mr(int nq) { return kMaxAcc / nq; }
+
+inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// Position vectors per forward tile (its channel blocks then take up to max_mr(nq)) for og output
+// channels over q positions: the fewest multiply-adds wasted on rounding the channels up to equal
+// blocks and the positions up to whole tiles, weighed with the loads per multiply-add. force_nq
+// > 0 takes that one.
+inline int pick_nq(int64_t og, int64_t q, int force_nq) {
+  int best = 1;
+  double best_cost = 1e300;
+  for (int nq = 1; nq <= kMaxNQ; ++nq) {
+    if (force_nq > 0 && nq != force_nq) continue;
+    const int64_t mmr = max_mr(nq), nblocks = (og + mmr - 1) / mmr;
+    const int64_t mr = (og + nblocks - 1) / nblocks;  // the largest block
+    const double loads_per_fma = (double)(nq + mr) / (double)(nq * mr);
+    const double fma_waste = (double)(nblocks * mr) / og * (double)round_up(q, nq * W) / q;
+    // Measured on ResNet-20's layers (bench-ops): the multiply-adds alone do not predict the
+    // speed, the loads per multiply-add count too, so the cost weighs both.
+    const double cost = fma_waste * (0.5 + 0.25 * loads_per_fma);
+    if (cost < best_cost) best_cost = cost, best = nq;
+  }
+  return best;
+}
 
 // out[i][0 .. NQ*W) (+)= sum over taps k of wp[k][i] * xp[koff[k] + 0 .. NQ*W), i < MR; with
 // accumulate the sums start from out's current values (an earlier range of taps).

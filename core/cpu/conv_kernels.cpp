@@ -1,5 +1,6 @@
-// General conv2d kernels: float32 convolutions go to the direct kernels of conv_direct.h where
-// those are faster (conv_direct_preferred; small 1x1 ones regrouped, conv_1x1_packed.cpp);
+// General conv2d kernels: float32 convolutions go to Winograd F(2x2, 3x3) (conv_winograd.h: 3x3
+// stride 1, forward and data gradient) or the direct kernels of conv_direct.h where those are
+// faster (conv_direct_preferred; small 1x1 ones regrouped, conv_1x1_packed.cpp);
 // everything else runs im2col + GEMM (the GEMM on a
 // (C/groups*KH*KW, OH*OW) column matrix per group), col2im for the data gradient. The batch is
 // cut into fixed chunks (conv_util.h) that run in parallel with single-threaded GEMMs inside, so
@@ -17,6 +18,7 @@
 #include "core/cpu/blas.h"
 #include "core/cpu/conv_direct.h"
 #include "core/cpu/conv_util.h"
+#include "core/cpu/conv_winograd.h"
 #include "core/error.h"
 #include "core/parallel.h"
 
@@ -197,6 +199,7 @@ template <class T>
 void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom& g,
                         const ConvEpilogue<T>* ep) {
   if constexpr (std::is_same_v<T, float>) {
+    if (conv_winograd_preferred(g)) return conv2d_forward_winograd(y, x, w, b, g, ep);
     if (conv_direct_preferred(g)) return conv2d_forward_direct(y, x, w, b, g, 0, ep);
     if (conv_1x1_packed_preferred(g)) return conv1x1_packed_forward(y, x, w, b, g, ep);
   }
@@ -247,6 +250,7 @@ void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom
 template <class T>
 void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g) {
   if constexpr (std::is_same_v<T, float>) {
+    if (conv_winograd_data_preferred(g)) return conv2d_backward_data_winograd(dx, dy, w, g);
     if (conv_direct_data_preferred(g)) return conv2d_backward_data_direct(dx, dy, w, g);
     if (conv_1x1_packed_grad_preferred(g)) return conv1x1_packed_backward_data(dx, dy, w, g);
   }
@@ -292,6 +296,7 @@ void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g)
 template <class T>
 void conv2d_backward_weight_cpu(T* dw, const T* dy, const T* x, const ConvGeom& g) {
   if constexpr (std::is_same_v<T, float>) {
+    if (conv_winograd_weight_preferred(g)) return conv2d_backward_weight_winograd(dw, dy, x, g);
     if (conv_direct_preferred(g)) return conv2d_backward_weight_direct(dw, dy, x, g);
     if (conv_1x1_packed_grad_preferred(g)) return conv1x1_packed_backward_weight(dw, dy, x, g);
   }

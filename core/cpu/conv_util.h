@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <initializer_list>
+#include <vector>
 
 #include "core/cpu/blas.h"
 #include "core/parallel.h"
@@ -53,6 +55,43 @@ void conv_for_image_chunks(int64_t n, int64_t cost_per_image, F&& fn) {
     for (int64_t t = t0; t < t1; ++t)
       for (int64_t c = next++; c < chunks; c = next++) run(c);
   });
+}
+
+// Per-thread scratch that outlives the call: `slot` names one buffer of the calling kernel, grown
+// to n floats when smaller, never shrunk. Why: a kernel that allocated its megabytes of temporary
+// planes per call mapped fresh pages each time, and on this VM the page faults cost more than a
+// small layer's arithmetic. The buffer starts on a 64-byte boundary, so rows of whole vectors are
+// whole cache lines (a vector load across two lines costs two).
+//
+// layout = 0: the contents are whatever the last user left. layout != 0 names how the caller lays
+// out its data, for buffers whose untouched parts must be zero (the zero borders of padded
+// planes): the buffer is zeroed unless its last user was the same slot with the same layout and
+// size, who wrote only where this caller will write again. Zeroing megabytes per call cost a few
+// percent of a training step.
+struct ThreadScratch {
+  std::vector<float> buf;
+  uint64_t layout = 0;
+  size_t n = 0;
+};
+
+inline float* thread_scratch(int slot, size_t n, uint64_t layout = 0) {
+  constexpr int kSlots = 8;
+  constexpr size_t kAlign = 64 / sizeof(float);
+  thread_local ThreadScratch bufs[kSlots];
+  ThreadScratch& b = bufs[slot];
+  if (b.buf.size() < n + kAlign) b.buf.resize(n + kAlign);
+  const uintptr_t at = reinterpret_cast<uintptr_t>(b.buf.data());
+  float* p = b.buf.data() + ((64 - at % 64) % 64) / sizeof(float);
+  if (layout != 0 && (layout != b.layout || n != b.n)) std::fill(p, p + n, 0.0f);
+  b.layout = layout, b.n = n;
+  return p;
+}
+
+// A layout key for thread_scratch from the numbers that fix a layout (and a tag per caller).
+inline uint64_t scratch_layout(std::initializer_list<int64_t> v) {
+  uint64_t h = 0x9e3779b97f4a7c15ull;
+  for (int64_t x : v) h = (h ^ (uint64_t)x) * 0x100000001b3ull + (h >> 29);
+  return h | 1;  // never 0
 }
 
 }  // namespace lowbit

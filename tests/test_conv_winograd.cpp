@@ -1,0 +1,125 @@
+// Winograd F(2x2, 3x3) (core/cpu/conv_winograd.cpp) against float64 im2col + GEMM: odd and even
+// outputs (edge tiles cut in half), every padding 0..2 on each side, channel counts that split
+// into unequal register blocks, batches that fill several passes and leave a partial one, every
+// register tile width, 1 and 2 threads (the same bits for both); the switch; bad geometries.
+#include <doctest/doctest.h>
+
+#include <vector>
+
+#include "core/cpu/conv_direct.h"
+#include "core/cpu/conv_winograd.h"
+#include "core/error.h"
+#include "core/parallel.h"
+#include "tests/conv_operands.h"
+
+using namespace lowbit;
+using namespace lowbit::test;
+
+namespace {
+
+ConvGeom geom(int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t ph, int64_t pw) {
+  ConvGeom g;
+  g.N = N, g.C = C, g.H = H, g.W = W, g.O = O, g.KH = g.KW = 3, g.ph = ph, g.pw = pw;
+  g.OH = conv_out_size(H, 3, 1, ph, 1), g.OW = conv_out_size(W, 3, 1, pw, 1);
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d winograd: forward, data and weight gradients match float64 im2col") {
+  if (!conv_winograd_supported(geom(1, 8, 8, 8, 8, 1, 1))) {
+    MESSAGE("this build has no vector kernels: Winograd is not compiled in");
+    return;
+  }
+  const ConvGeom geos[] = {
+      geom(3, 16, 32, 32, 16, 1, 1),  // a ResNet-20 layer: one image a pass, several blocks
+      geom(5, 9, 9, 11, 13, 1, 1),    // odd outputs both ways: half tiles on two edges
+      geom(4, 8, 8, 8, 30, 0, 2),     // no padding down, 2 across; 30 channels in two blocks
+      geom(2, 12, 7, 10, 9, 2, 0),    // 9 rows out (odd), data gradient padding 0 and 2
+      geom(37, 64, 8, 8, 64, 1, 1),   // many images a pass, the last pass partial
+      geom(2, 3, 6, 5, 5, 1, 1),      // few channels: supported though not preferred
+      geom(1, 40, 20, 12, 33, 1, 2),  // asymmetric padding, 33 channels
+      geom(2, 8, 13, 40, 10, 1, 1),   // rows of 40: whole vectors of pairs and a remainder
+      geom(3, 8, 6, 20, 8, 2, 1),     // rows of 20 (half vectors of pairs), padding 1 across
+  };
+  const int saved = num_threads();
+  uint64_t seed = 3000;
+  for (const ConvGeom& g : geos) {
+    INFO("N ", g.N, " C ", g.C, " O ", g.O, " ", g.H, "x", g.W, " pad ", g.ph, ",", g.pw);
+    REQUIRE(conv_winograd_supported(g));
+    ConvOperands op(g, seed);
+    seed += 4;
+    op.reference(g);
+    std::vector<float> y1, dx1;
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      for (int nq = 0; nq <= conv_direct_max_tile_nq(); ++nq) {
+        INFO("threads ", threads, ", tile of ", nq, " position vectors (0: the kernels' pick)");
+        std::fill(op.y.begin(), op.y.end(), 7.0f);  // a skipped output would show
+        std::fill(op.dx.begin(), op.dx.end(), 7.0f);
+        conv2d_forward_winograd(op.y.data(), op.xf.data(), op.wf.data(), op.bf.data(), g, nullptr,
+                                nq);
+        conv2d_backward_data_winograd(op.dx.data(), op.dyf.data(), op.wf.data(), g, nq);
+        CHECK(rel_err(op.y, op.yr) < 1e-5);
+        CHECK(rel_err(op.dx, op.dxr) < 1e-5);
+        if (nq == 0 && threads == 1) y1 = op.y, dx1 = op.dx;
+        if (nq == 0) {
+          std::fill(op.dw.begin(), op.dw.end(), 7.0f);
+          conv2d_backward_weight_winograd(op.dw.data(), op.dyf.data(), op.xf.data(), g);
+          // dw sums N*OH*OW products per weight in float32, a longer chain than y's or dx's
+          CHECK(rel_err(op.dw, op.dwr) < 5e-5);
+          std::vector<float> dw2(op.dw.size());
+          conv2d_backward_weight_winograd(dw2.data(), op.dyf.data(), op.xf.data(), g);
+          CHECK(dw2 == op.dw);  // the same bits again
+        }
+        if (nq == 0 && threads == 2) {  // each output's sum is the same whatever the threads
+          CHECK(op.y == y1);
+          CHECK(op.dx == dx1);
+        }
+      }
+    }
+  }
+  set_num_threads(saved);
+}
+
+TEST_CASE("conv2d winograd: which layers take it, the switch, bad geometries") {
+  if (!conv_winograd_supported(geom(1, 8, 8, 8, 8, 1, 1))) {
+    MESSAGE("this build has no vector kernels: Winograd is not compiled in");
+    return;
+  }
+  CHECK(conv_winograd_preferred(geom(2, 16, 32, 32, 16, 1, 1)));
+  CHECK(conv_winograd_data_preferred(geom(2, 16, 32, 32, 16, 1, 1)));
+  CHECK(conv_winograd_weight_preferred(geom(2, 16, 32, 32, 16, 1, 1)));
+  CHECK(conv_winograd_preferred(geom(2, 64, 8, 8, 64, 1, 1)));
+  CHECK_FALSE(conv_winograd_weight_preferred(geom(2, 64, 8, 8, 64, 1, 1)));  // 8x8: direct
+  CHECK_FALSE(conv_winograd_preferred(geom(2, 3, 32, 32, 16, 1, 1)));  // the RGB stem
+  CHECK_FALSE(conv_winograd_preferred(geom(2, 64, 4, 4, 64, 1, 1)));   // 4x4 outputs
+  ConvGeom s2 = geom(2, 16, 32, 32, 32, 1, 1);
+  s2.sh = s2.sw = 2, s2.OH = s2.OW = 16;
+  CHECK_FALSE(conv_winograd_supported(s2));
+  ConvGeom grouped = geom(2, 16, 16, 16, 16, 1, 1);
+  grouped.groups = 2;
+  CHECK_FALSE(conv_winograd_supported(grouped));
+  CHECK_FALSE(conv_winograd_supported(geom(2, 16, 16, 16, 16, 3, 3)));  // padding past 2
+  ConvGeom k5 = geom(2, 16, 16, 16, 16, 2, 2);
+  k5.KH = k5.KW = 5;
+  CHECK_FALSE(conv_winograd_supported(k5));
+
+  const ConvGeom g = geom(4, 16, 16, 16, 24, 1, 1);
+  ConvOperands op(g, 77);
+  std::vector<float> wino(op.y.size()), direct(op.y.size());
+  conv2d_forward_winograd(wino.data(), op.xf.data(), op.wf.data(), op.bf.data(), g);
+  conv2d_forward_direct(direct.data(), op.xf.data(), op.wf.data(), op.bf.data(), g);
+  REQUIRE(wino != direct);  // the two sum differently, so the switch below can be seen
+  conv2d_forward_cpu(op.y.data(), op.xf.data(), op.wf.data(), op.bf.data(), g);
+  CHECK(op.y == wino);
+  conv_winograd_enabled() = false;
+  conv2d_forward_cpu(op.y.data(), op.xf.data(), op.wf.data(), op.bf.data(), g);
+  conv_winograd_enabled() = true;
+  CHECK(op.y == direct);
+
+  CHECK_THROWS_WITH_AS(conv2d_forward_winograd(op.y.data(), op.xf.data(), op.wf.data(), nullptr, s2),
+                       doctest::Contains("not a 3x3 stride-1"), Error);
+  CHECK_THROWS_WITH_AS(conv2d_backward_data_winograd(op.dx.data(), op.dyf.data(), op.wf.data(), k5),
+                       doctest::Contains("not a 3x3 stride-1"), Error);
+}
