@@ -64,7 +64,12 @@ TEST_CASE("bench: --wq/--aq/--first-last run the QAT step and are reported") {
   CHECK(j.at("aq") == "fp");
   CHECK(j.at("first_last") == "fp");
   CHECK(j.at("quantizers") == 0);
+  CHECK(j.at("conv") == "winograd");  // the default
   CHECK_FALSE(j.contains("profile"));  // only with --profile
+
+  out = run_lowbit(bin, base + " --conv direct", status);
+  REQUIRE_MESSAGE(status == 0, out);
+  CHECK(json_line(out).at("conv") == "direct");
 }
 
 TEST_CASE("bench: a bad quantizer spec or --first-last value is a clear error") {
@@ -78,6 +83,10 @@ TEST_CASE("bench: a bad quantizer spec or --first-last value is a clear error") 
   std::string out = run_lowbit(bin, base + " --wq nonsense:4", status);
   CHECK(status != 0);
   CHECK_MESSAGE(out.find("--wq 'nonsense:4'") != std::string::npos, out);
+  out = run_lowbit(bin, base + " --conv fft", status);
+  CHECK(status != 0);
+  CHECK_MESSAGE(out.find("--conv") != std::string::npos, out);
+  CHECK_MESSAGE(out.find("fft") != std::string::npos, out);
   out = run_lowbit(bin, base + " --aq lsq:1", status);
   CHECK(status != 0);
   CHECK_MESSAGE(out.find("--aq 'lsq:1'") != std::string::npos, out);

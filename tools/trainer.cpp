@@ -270,7 +270,7 @@ TrainResult train(const TrainConfig& cfg_in) {
     cfg = saved;
   }
   set_num_threads(cfg.threads);
-  apply_conv_option(cfg.conv);
+  const ScopedConvOption conv_choice(cfg.conv);
   LB_CHECK(cfg.epochs >= 1, "train: --epochs must be >= 1, got ", cfg.epochs);
   LB_CHECK(cfg.batch >= 1, "train: --batch must be >= 1, got ", cfg.batch);
   LB_CHECK(cfg.lr > 0, "train: --lr must be > 0, got ", cfg.lr);
