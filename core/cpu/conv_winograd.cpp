@@ -1,4 +1,5 @@
-// Winograd F(2x2, 3x3) convolution (see conv_winograd.h for when and why).
+// Winograd F(2x2, 3x3) convolution, forward and data gradient (see conv_winograd.h for when and
+// why; the weight gradient is conv_winograd_wgrad.cpp, the shared planes conv_winograd_planes.h).
 //
 // One 2x2 output tile Y from the 4x4 input tile d under it (rows 2*th - ph .. +3, columns
 // 2*tw - pw .. +3, zero outside the image) and the 3x3 kernel g:
@@ -25,12 +26,8 @@
 
 #include "core/cpu/conv_direct.h"
 #include "core/cpu/conv_util.h"
-#include "core/cpu/simd.h"
+#include "core/cpu/conv_winograd_planes.h"
 #include "core/error.h"
-
-#ifdef LB_SIMD
-#include "core/cpu/conv_direct_tiles.h"
-#endif
 
 namespace lowbit {
 
@@ -44,6 +41,7 @@ bool& conv_winograd_enabled() {
 bool conv_winograd_supported(const ConvGeom&) { return false; }
 bool conv_winograd_preferred(const ConvGeom&) { return false; }
 bool conv_winograd_data_preferred(const ConvGeom&) { return false; }
+bool conv_winograd_weight_preferred(const ConvGeom&) { return false; }
 void conv2d_forward_winograd(float*, const float*, const float*, const float*, const ConvGeom&,
                              const ConvEpilogue<float>*, int) {
   LB_FAIL("conv2d_forward_winograd: this build has no AVX2/FMA or AVX-512 kernels");
@@ -51,59 +49,15 @@ void conv2d_forward_winograd(float*, const float*, const float*, const float*, c
 void conv2d_backward_data_winograd(float*, const float*, const float*, const ConvGeom&, int) {
   LB_FAIL("conv2d_backward_data_winograd: this build has no AVX2/FMA or AVX-512 kernels");
 }
-void conv2d_backward_weight_winograd(float*, const float*, const float*, const ConvGeom&) {
-  LB_FAIL("conv2d_backward_weight_winograd: this build has no AVX2/FMA or AVX-512 kernels");
-}
 
 #else
 
 namespace {
 
-using conv_tiles::round_up;
-using conv_tiles::W;
-using V = Simd::V;
+using namespace winograd;
 
 constexpr int64_t kBlockBytes = 384 << 10;  // a block's V and M (16 positions each): in L2
-
-// How one convolution's tiles lie on the phase planes, and how a pass cuts them into blocks.
-// Tiles are numbered compactly, t = (image * TH + th) * TW + tw within a pass; on the planes tile
-// (image, th, tw) sits at position q = image * S + th * Wq + tw, where the positions with th = TH
-// or tw = TW are not tiles (the input transform skips them, so no work is spent on them).
-struct Tiling {
-  int64_t C = 0, H = 0, Wd = 0, ph = 0, pw = 0, O = 0, OH = 0, OW = 0;
-  int64_t TH = 0, TW = 0;  // tiles down and across an image
-  int64_t Wq = 0;          // phase plane row: TW + 1 positions
-  int64_t S = 0;           // floats per image in one phase plane, (TH + 1) * Wq
-  int64_t m = 0;           // images per pass, their planes end to end
-  int64_t run = 0;         // floats per (channel, phase) plane run of a pass, with read slack
-  int64_t nq = 0, Tb = 0;  // position vectors per register tile; tiles per block
-  int64_t ld = 0;          // floats per (position, channel) row of a block: Tb and store slack
-  int64_t tiles() const { return TH * TW; }
-  int64_t pos(int64_t t) const {
-    const int64_t im = t / tiles(), r = t % tiles();
-    return im * S + (r / TW) * Wq + r % TW;
-  }
-};
-
-constexpr int64_t kPassBytes = 128 << 10;  // a pass's planes or its outputs, at most about
-
-// The tiles of g on its phase planes (no pass or block sizes yet).
-Tiling base_tiling(const ConvGeom& g) {
-  Tiling t;
-  t.C = g.C, t.H = g.H, t.Wd = g.W, t.ph = g.ph, t.pw = g.pw, t.O = g.O, t.OH = g.OH, t.OW = g.OW;
-  t.TH = (g.OH + 1) / 2, t.TW = (g.OW + 1) / 2, t.Wq = t.TW + 1, t.S = (t.TH + 1) * t.Wq;
-  // The padded image (ph + H + ph rows) fits 2 * (TH + 1) rows since OH = H + 2ph - 2; same across.
-  LB_CHECK(g.ph + g.H <= 2 * (t.TH + 1) && g.pw + g.W <= 2 * t.Wq, "conv2d winograd: ", g.H, "x",
-           g.W, " padded by ", g.ph, ",", g.pw, " does not fit ", t.TH, "x", t.TW, " tiles");
-  return t;
-}
-
-// Sets the pass's plane runs for m images: a block's last vector starts before position m * S
-// and reads W - 1 + Wq + 1 floats past it.
-void set_pass(Tiling& t, int64_t m) {
-  t.m = m;
-  t.run = round_up(t.m * t.S + W + t.Wq + 1, W);
-}
+constexpr int64_t kPassBytes = 128 << 10;   // a pass's planes or its outputs, at most about
 
 // Forward: passes of about kPassBytes of planes (or outputs), blocks of V and M that fit L2.
 Tiling make_tiling(const ConvGeom& g, int64_t chunk_images, int force_nq) {
@@ -116,141 +70,6 @@ Tiling make_tiling(const ConvGeom& g, int64_t chunk_images, int force_nq) {
   t.Tb = std::min(std::max(tile, fit / tile * tile), round_up(t.m * t.tiles(), tile));
   t.ld = t.Tb + W;
   return t;
-}
-
-// Scatters one image row: padded column col = w + pw goes to the even (col % 2 == 0) or odd phase
-// row at col / 2. The row's even-indexed elements all land in one phase and the odd-indexed in the
-// other (which is which depends on pw's parity), so it is a plain deinterleave: whole vectors
-// where there are, no masked loads or stores (those made this loop the slowest part of the pass).
-void split_row(float* even, float* odd, const float* src, int64_t n, int64_t pw) {
-  float* first = (pw % 2 == 0 ? even : odd) + pw / 2;         // gets src[0], src[2], ...
-  float* second = (pw % 2 == 0 ? odd : even) + (pw + 1) / 2;  // gets src[1], src[3], ...
-  const int64_t pairs = n / 2;
-  int64_t k = 0;
-#if LB_SIMD == 512
-  const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-  for (; k + 16 <= pairs; k += 16) {
-    const __m512 a = _mm512_loadu_ps(src + 2 * k), b = _mm512_loadu_ps(src + 2 * k + 16);
-    _mm512_storeu_ps(first + k, _mm512_permutex2var_ps(a, ie, b));
-    _mm512_storeu_ps(second + k, _mm512_permutex2var_ps(a, io, b));
-  }
-#endif
-  for (; k + 8 <= pairs; k += 8) {  // 8 pairs with 256-bit vectors (the AVX2 build too)
-    const __m256 lo = _mm256_loadu_ps(src + 2 * k), hi = _mm256_loadu_ps(src + 2 * k + 8);
-    // shuffle: s0 s2 s8 s10 | s4 s6 s12 s14; then 64-bit blocks 0, 2, 1, 3: s0 s2 s4 ... s14
-    const __m256 e = _mm256_shuffle_ps(lo, hi, 0x88), o = _mm256_shuffle_ps(lo, hi, 0xDD);
-    _mm256_storeu_ps(first + k, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
-    _mm256_storeu_ps(second + k, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8)));
-  }
-  for (; k < pairs; ++k) first[k] = src[2 * k], second[k] = src[2 * k + 1];
-  if (n & 1) first[pairs] = src[n - 1];
-}
-
-// Copies image x (C, H, W) into slot im of the pass's phase planes P (channel c, phase a*2 + b at
-// P + (c*4 + a*2 + b) * run); the borders stay zero (zeroed once, never written).
-void fill_planes(float* P, const float* x, int64_t im, const Tiling& t) {
-  for (int64_t c = 0; c < t.C; ++c)
-    for (int64_t h = 0; h < t.H; ++h) {
-      const int64_t r = h + t.ph;
-      float* row = P + (c * 4 + (r & 1) * 2) * t.run + im * t.S + (r >> 1) * t.Wq;
-      split_row(row, row + t.run, x + (c * t.H + h) * t.Wd, t.Wd, t.pw);
-    }
-}
-
-// Stores the lanes of v set in mask, packed, at out (which has W floats of room); returns how
-// many.
-int store_packed(float* out, V v, unsigned mask) {
-#if LB_SIMD == 512
-  _mm512_storeu_ps(out, _mm512_maskz_compress_ps((__mmask16)mask, v));
-  return __builtin_popcount(mask);
-#else
-  alignas(32) float tmp[W];
-  Simd::store(tmp, v);
-  int n = 0;
-  for (int l = 0; l < W; ++l)
-    if (mask >> l & 1) out[n++] = tmp[l];
-  return n;
-#endif
-}
-
-// The plane positions of a block's tiles [t0, t1), a vector of W positions at a time: where each
-// vector starts and which of its lanes are tiles of the block. When a row of tiles is whole
-// vectors (TW a multiple of W: ResNet-20's 32x32 layers with AVX-512) the vectors follow the rows
-// and every lane is a tile; otherwise they run over consecutive positions, across rows and
-// images, and the lanes on the thrown-away positions are masked out.
-struct BlockScan {
-  std::vector<int64_t> q;
-  std::vector<unsigned> masks;
-};
-
-constexpr unsigned kAllLanes = (1u << W) - 1;
-
-BlockScan scan_block(int64_t t0, int64_t t1, const Tiling& t) {
-  BlockScan b;
-  if (t.TW % W == 0) {  // then t0 and t1 are whole vectors of one row
-    for (int64_t tt = t0; tt < t1; tt += W) b.q.push_back(t.pos(tt)), b.masks.push_back(kAllLanes);
-    return b;
-  }
-  const int64_t q1 = t.pos(t1 - 1) + 1;
-  for (int64_t q = t.pos(t0); q < q1; q += W) {
-    unsigned mask = 0;
-    for (int l = 0; l < W && q + l < q1; ++l) {
-      const int64_t r = (q + l) % t.S;
-      if (r / t.Wq < t.TH && r % t.Wq < t.TW) mask |= 1u << l;
-    }
-    b.q.push_back(q), b.masks.push_back(mask);
-  }
-  return b;
-}
-
-// V[p][c][0 .. nt) = (B^T d B)[p] for the block's nt tiles, rows of t.ld floats, position slabs of
-// crows >= C rows.
-void input_transform(float* Vb, int64_t crows, const float* P, const BlockScan& scan,
-                     const Tiling& t) {
-  const int64_t ps = crows * t.ld;  // between positions
-  for (int64_t c = 0; c < t.C; ++c) {
-    const float* ph[4];
-    for (int a = 0; a < 4; ++a) ph[a] = P + (c * 4 + a) * t.run;
-    float* out = Vb + c * t.ld;
-    int64_t n = 0;
-    for (size_t vi = 0; vi < scan.q.size(); ++vi) {
-      const int64_t q = scan.q[vi];
-      V d[4][4];
-#pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i)
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j)
-          d[i][j] = Simd::load(ph[(i & 1) * 2 + (j & 1)] + (i >> 1) * t.Wq + (j >> 1) + q);
-      V r[4][4];  // B^T d
-#pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j) {
-        r[0][j] = Simd::sub(d[0][j], d[2][j]);
-        r[1][j] = Simd::add(d[1][j], d[2][j]);
-        r[2][j] = Simd::sub(d[2][j], d[1][j]);
-        r[3][j] = Simd::sub(d[1][j], d[3][j]);
-      }
-      V u[4][4];  // (B^T d) B
-#pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) {
-        u[i][0] = Simd::sub(r[i][0], r[i][2]);
-        u[i][1] = Simd::add(r[i][1], r[i][2]);
-        u[i][2] = Simd::sub(r[i][2], r[i][1]);
-        u[i][3] = Simd::sub(r[i][1], r[i][3]);
-      }
-      const unsigned mask = scan.masks[vi];
-      if (mask == kAllLanes) {
-#pragma GCC unroll 16
-        for (int k = 0; k < 16; ++k) Simd::store(out + k * ps + n, u[k / 4][k % 4]);
-        n += W;
-      } else {
-        int cnt = 0;
-#pragma GCC unroll 16
-        for (int k = 0; k < 16; ++k) cnt = store_packed(out + k * ps + n, u[k / 4][k % 4], mask);
-        n += cnt;
-      }
-    }
-  }
 }
 
 // A block of output channels [o, o + mr), its U_p packed channel-major at `packed` within each
@@ -421,222 +240,6 @@ void winograd_conv(float* y, const float* x, const float* w, const float* b, con
   });
 }
 
-// ---- weight gradient ----
-// Per output tile the weight gradient is a correlation of the 4x4 input tile d with the 2x2 dy
-// tile e, giving 3x3 taps: F(3x3, 2x2), the transpose of the forward's algorithm,
-//   dW_tile = G^T [ (A e A^T) (.) (B^T d B) ] G,
-// with the forward's B^T (so the input transform is the forward's), A = (A^T)^T (4x2) and G^T
-// (3x4). Summed over tiles and images, the element-wise product becomes 16 products
-// Mw_p[o][c] = sum_t E_p[o][t] * V_p[c][t] with a long sum over the tiles t: a dot product of two
-// rows, vectorised along t (lanes hold partial sums) and reduced across the lanes once per pass.
-
-constexpr int64_t kWgradPassBytes = 2 << 20;  // a pass's V and E: about this much
-
-// Wgrad passes: as many tiles as kWgradPassBytes of V and E hold (at least one image), one block.
-Tiling make_wgrad_tiling(const ConvGeom& g, int64_t chunk_images) {
-  Tiling t = base_tiling(g);
-  const int64_t per_tile = 16 * (round_up(g.C, 4) + round_up(g.O, 4)) * (int64_t)sizeof(float);
-  const int64_t tiles = std::max<int64_t>(1, kWgradPassBytes / per_tile);
-  set_pass(t, std::max<int64_t>(1, std::min<int64_t>(chunk_images, tiles / t.tiles())));
-  t.Tb = round_up(t.m * t.tiles(), W);
-  t.ld = t.Tb + W;
-  return t;
-}
-
-// dy of image slot im (O, OH, OW) onto compact phase planes: Pe[(o*4 + i*2 + j) * ld + t] =
-// dy[o][2th + i][2tw + j] for the slot's tiles t; outside dy stays zero (zeroed once).
-void fill_dy_planes(float* Pe, const float* dy, int64_t im, const Tiling& t) {
-  for (int64_t o = 0; o < t.O; ++o)
-    for (int64_t h = 0; h < t.OH; ++h) {
-      float* row = Pe + (o * 4 + (h & 1) * 2) * t.ld + im * t.tiles() + (h >> 1) * t.TW;
-      split_row(row, row + t.ld, dy + (o * t.OH + h) * t.OW, t.OW, 0);
-    }
-}
-
-// E[p][o][0 .. nt) = (A e A^T)[p] for the pass's tiles (rows of t.ld floats; channel rows padded
-// to a multiple of 4 stay zero).
-void dy_transform(float* Eb, int64_t orows, const float* Pe, int64_t nt, const Tiling& t) {
-  const int64_t ps = orows * t.ld;
-  for (int64_t o = 0; o < t.O; ++o) {
-    const float* e = Pe + o * 4 * t.ld;
-    float* out = Eb + o * t.ld;
-    for (int64_t v = 0; v < nt; v += W) {
-      const V e00 = Simd::load(e + v), e01 = Simd::load(e + t.ld + v);
-      const V e10 = Simd::load(e + 2 * t.ld + v), e11 = Simd::load(e + 3 * t.ld + v);
-      // A e: rows e0, e0 + e1, e0 - e1, -e1; then each row (a, b) times A^T: a, a + b, a - b, -b
-      const V h[4][2] = {{e00, e01},
-                         {Simd::add(e00, e10), Simd::add(e01, e11)},
-                         {Simd::sub(e00, e10), Simd::sub(e01, e11)},
-                         {Simd::sub(Simd::zero(), e10), Simd::sub(Simd::zero(), e11)}};
-#pragma GCC unroll 4
-      for (int r = 0; r < 4; ++r) {
-        Simd::store(out + (r * 4 + 0) * ps + v, h[r][0]);
-        Simd::store(out + (r * 4 + 1) * ps + v, Simd::add(h[r][0], h[r][1]));
-        Simd::store(out + (r * 4 + 2) * ps + v, Simd::sub(h[r][0], h[r][1]));
-        Simd::store(out + (r * 4 + 3) * ps + v, Simd::sub(Simd::zero(), h[r][1]));
-      }
-    }
-  }
-}
-
-// r[k] = the sum of a[k]'s lanes, k < 16, by a tree of shuffles: each level halves the lanes of
-// two vectors and adds them, so 16 sums cost 15 additions and 30 shuffles instead of 16 separate
-// reductions. The tree leaves the sums in a scrambled order, found once by running it on known
-// values (kth vector = k) and undone with one permutation.
-#if LB_SIMD == 512
-// Lane indices for _mm512_permutex2var_ps (0-15 the first vector, 16-31 the second) that pick,
-// per group of `span` lanes, every other group: from = 0 the even groups, 1 the odd ones; the
-// first vector fills the low half of each 2*span... (see reduce_tree: at each level a pair of
-// vectors becomes one, whose lanes are the sums of the pair's halves).
-__m512i pair_index(int span, int from) {
-  alignas(64) int32_t idx[16];
-  // Output lane l: within blocks of 2*span lanes, the first span come from vector a, the next
-  // span from vector b, each taking group (2 * block + from) of span lanes.
-  for (int l = 0; l < 16; ++l) {
-    const int block = l / (2 * span), within = l % (2 * span), src = within < span ? 0 : 16;
-    idx[l] = src + (2 * block + from) * span + within % span;
-  }
-  return _mm512_load_si512(idx);
-}
-
-__m512 halve(__m512 a, __m512 b, const __m512i& even, const __m512i& odd) {
-  return _mm512_add_ps(_mm512_permutex2var_ps(a, even, b), _mm512_permutex2var_ps(a, odd, b));
-}
-
-__m512 reduce_tree(const __m512 a[16]) {
-  static const __m512i e8 = pair_index(8, 0), o8 = pair_index(8, 1);
-  static const __m512i e4 = pair_index(4, 0), o4 = pair_index(4, 1);
-  static const __m512i e2 = pair_index(2, 0), o2 = pair_index(2, 1);
-  static const __m512i e1 = pair_index(1, 0), o1 = pair_index(1, 1);
-  __m512 b[8], c[4], d[2];
-  for (int k = 0; k < 8; ++k) b[k] = halve(a[k], a[k + 8], e8, o8);
-  for (int k = 0; k < 4; ++k) c[k] = halve(b[k], b[k + 4], e4, o4);
-  for (int k = 0; k < 2; ++k) d[k] = halve(c[k], c[k + 2], e2, o2);
-  return halve(d[0], d[1], e1, o1);
-}
-
-const __m512i& reduce_order() {
-  static const __m512i perm = [] {
-    __m512 a[16];
-    for (int k = 0; k < 16; ++k) a[k] = _mm512_set1_ps((float)k);
-    alignas(64) float r[16];
-    _mm512_store_ps(r, reduce_tree(a));
-    alignas(64) int32_t idx[16];
-    for (int l = 0; l < 16; ++l) idx[(int)(r[l] / 16)] = l;  // lane l holds the sum of a[r/16]
-    return _mm512_load_si512(idx);
-  }();
-  return perm;
-}
-#endif
-
-void reduce16_add(float* out, const V a[16]) {
-#if LB_SIMD == 512
-  const __m512 t = reduce_tree(a);
-  const __m512 r = _mm512_permutex2var_ps(t, reduce_order(), t);
-  _mm512_storeu_ps(out, _mm512_add_ps(_mm512_loadu_ps(out), r));
-#else
-  alignas(32) float tmp[W];
-  for (int k = 0; k < 16; ++k) {
-    Simd::store(tmp, a[k]);
-    float s = 0;
-    for (int l = 0; l < W; ++l) s += tmp[l];
-    out[k] += s;
-  }
-#endif
-}
-
-// acc[i*4 + j] += sum over t < n of e[i*ld + t] * v[j*ld + t], i, j < 4 (n a multiple of W).
-void dot_tile_4x4(float* acc, const float* e, const float* v, int64_t ld, int64_t n) {
-  V a[16];
-#pragma GCC unroll 16
-  for (int k = 0; k < 16; ++k) a[k] = Simd::zero();
-  for (int64_t t = 0; t < n; t += W) {
-    V e0 = Simd::load(e + t), e1 = Simd::load(e + ld + t);
-    V e2 = Simd::load(e + 2 * ld + t), e3 = Simd::load(e + 3 * ld + t);
-    V v0 = Simd::load(v + t), v1 = Simd::load(v + ld + t);
-    V v2 = Simd::load(v + 2 * ld + t), v3 = Simd::load(v + 3 * ld + t);
-    // Keeps the eight in registers: GCC otherwise folds each use of one set into its FMA as a
-    // memory operand, 20 loads per 16 FMAs instead of 8, and the loop becomes load-bound.
-    asm("" : "+v"(e0), "+v"(e1), "+v"(e2), "+v"(e3), "+v"(v0), "+v"(v1), "+v"(v2), "+v"(v3));
-    a[0] = Simd::fma(e0, v0, a[0]), a[1] = Simd::fma(e0, v1, a[1]);
-    a[2] = Simd::fma(e0, v2, a[2]), a[3] = Simd::fma(e0, v3, a[3]);
-    a[4] = Simd::fma(e1, v0, a[4]), a[5] = Simd::fma(e1, v1, a[5]);
-    a[6] = Simd::fma(e1, v2, a[6]), a[7] = Simd::fma(e1, v3, a[7]);
-    a[8] = Simd::fma(e2, v0, a[8]), a[9] = Simd::fma(e2, v1, a[9]);
-    a[10] = Simd::fma(e2, v2, a[10]), a[11] = Simd::fma(e2, v3, a[11]);
-    a[12] = Simd::fma(e3, v0, a[12]), a[13] = Simd::fma(e3, v1, a[13]);
-    a[14] = Simd::fma(e3, v2, a[14]), a[15] = Simd::fma(e3, v3, a[15]);
-  }
-  reduce16_add(acc, a);
-}
-
-void winograd_wgrad(float* dw, const float* dy, const float* x, const ConvGeom& g) {
-  const int64_t chunks = conv_image_chunks(g.N);
-  const int64_t chunk_images = (g.N + chunks - 1) / chunks;
-  const Tiling t = make_wgrad_tiling(g, chunk_images);
-  const int64_t C4 = round_up(g.C, 4), O4 = round_up(g.O, 4);
-  // Mw per chunk, [p][o/4][c/4][4][4]: a 4x4 tile's sums are 16 consecutive floats.
-  const int64_t msize = 16 * O4 * C4;
-  std::vector<float> partial((size_t)(chunks * msize), 0.0f);
-  const uint64_t layout = scratch_layout({2, g.C, g.H, g.W, g.ph, g.pw, g.O, t.m, t.run, t.ld});
-  conv_for_image_chunks(g.N, g.O * g.C * 16 * g.OH * g.OW / 4, [&](int64_t chunk, int64_t n0, int64_t n1) {
-    float* acc = partial.data() + chunk * msize;
-    // Zero where never written (thread_scratch's layouts): the planes' borders, dy's positions
-    // outside an odd-sized dy, and V's and E's padding channel rows (so their products add
-    // nothing).
-    float* P = thread_scratch(3, (size_t)(g.C * 4 * t.run), layout);  // slots 0-2: the forward's
-    float* Pe = thread_scratch(4, (size_t)(g.O * 4 * t.ld), layout);
-    float* Vb = thread_scratch(5, (size_t)(16 * C4 * t.ld), layout);
-    float* Eb = thread_scratch(6, (size_t)(16 * O4 * t.ld), layout);
-    for (int64_t n = n0; n < n1; n += t.m) {
-      const int64_t images = std::min(t.m, n1 - n), nt = images * t.tiles();
-      for (int64_t im = 0; im < images; ++im) {
-        fill_planes(P, x + (n + im) * g.C * g.H * g.W, im, t);
-        fill_dy_planes(Pe, dy + (n + im) * g.O * g.OH * g.OW, im, t);
-      }
-      input_transform(Vb, C4, P, scan_block(0, nt, t), t);
-      // The lanes past nt up to the vector end must add nothing: dy's planes there are zeroed
-      // (they may hold an earlier pass's images), and so are V's (an earlier call's values,
-      // perhaps not finite).
-      const int64_t nv = round_up(nt, W);
-      if (nv > nt) {
-        for (int64_t r = 0; r < g.O * 4; ++r) std::fill(Pe + r * t.ld + nt, Pe + r * t.ld + nv, 0.0f);
-        for (int64_t r = 0; r < 16 * C4; ++r) std::fill(Vb + r * t.ld + nt, Vb + r * t.ld + nv, 0.0f);
-      }
-      dy_transform(Eb, O4, Pe, nv, t);
-      for (int p = 0; p < 16; ++p) {
-        const float* Ep = Eb + p * O4 * t.ld;
-        const float* Vp = Vb + p * C4 * t.ld;
-        float* ap = acc + p * O4 * C4;
-        for (int64_t o = 0; o < O4; o += 4)
-          for (int64_t c = 0; c < C4; c += 4)
-            dot_tile_4x4(ap + (o * C4 + c * 4), Ep + o * t.ld, Vp + c * t.ld, t.ld, nv);
-      }
-    }
-  });
-  // Chunks in order (the same bits for a given thread count), then dW = G^T Mw G in double.
-  for (int64_t k = 1; k < chunks; ++k)
-    for (int64_t i = 0; i < msize; ++i) partial[(size_t)i] += partial[(size_t)(k * msize + i)];
-  for (int64_t o = 0; o < g.O; ++o)
-    for (int64_t c = 0; c < g.C; ++c) {
-      double m[4][4];
-      for (int p = 0; p < 16; ++p)
-        m[p / 4][p % 4] = partial[(size_t)(p * O4 * C4 + (o / 4 * 4) * C4 + (c / 4) * 16 + (o % 4) * 4 + c % 4)];
-      double z[3][4];  // G^T m
-      for (int j = 0; j < 4; ++j) {
-        z[0][j] = m[0][j] + 0.5 * (m[1][j] + m[2][j]);
-        z[1][j] = 0.5 * (m[1][j] - m[2][j]);
-        z[2][j] = 0.5 * (m[1][j] + m[2][j]) + m[3][j];
-      }
-      float* out = dw + (o * g.C + c) * 9;
-      for (int r = 0; r < 3; ++r) {  // (G^T m) G
-        out[r * 3 + 0] = (float)(z[r][0] + 0.5 * (z[r][1] + z[r][2]));
-        out[r * 3 + 1] = (float)(0.5 * (z[r][1] - z[r][2]));
-        out[r * 3 + 2] = (float)(0.5 * (z[r][1] + z[r][2]) + z[r][3]);
-      }
-    }
-}
-
 bool worth_it(const ConvGeom& g) {
   return g.OH >= 8 && g.OW >= 8 && g.C >= 8 && g.O >= 8;
 }
@@ -677,13 +280,6 @@ void conv2d_backward_data_winograd(float* dx, const float* dy, const float* w, c
            "convolution with one group and padding at most 2");
   const std::vector<float> wt = conv_data_grad_weights(w, g);
   winograd_conv(dx, dy, wt.data(), nullptr, conv_data_grad_geom(g), nullptr, tile_nq);
-}
-
-void conv2d_backward_weight_winograd(float* dw, const float* dy, const float* x,
-                                     const ConvGeom& g) {
-  LB_CHECK(conv_winograd_supported(g), "conv2d_backward_weight_winograd: not a 3x3 stride-1 "
-           "convolution with one group and padding at most 2");
-  winograd_wgrad(dw, dy, x, g);
 }
 
 #endif  // LB_SIMD
