@@ -41,6 +41,7 @@ TEST_CASE("conv2d winograd: forward, data and weight gradients match float64 im2
       geom(1, 40, 20, 12, 33, 1, 2),  // asymmetric padding, 33 channels
       geom(2, 8, 13, 40, 10, 1, 1),   // rows of 40: whole vectors of pairs and a remainder
       geom(3, 8, 6, 20, 8, 2, 1),     // rows of 20 (half vectors of pairs), padding 1 across
+      geom(21, 96, 4, 4, 80, 1, 1),   // 4x4: 4 tiles an image, passes of many images
   };
   const int saved = num_threads();
   uint64_t seed = 3000;
@@ -96,7 +97,8 @@ TEST_CASE("conv2d winograd: which layers take it, the switch, bad geometries") {
   CHECK(conv_winograd_preferred(geom(2, 64, 8, 8, 64, 1, 1)));
   CHECK_FALSE(conv_winograd_weight_preferred(geom(2, 64, 8, 8, 64, 1, 1)));  // 8x8: direct
   CHECK_FALSE(conv_winograd_preferred(geom(2, 3, 32, 32, 16, 1, 1)));  // the RGB stem
-  CHECK_FALSE(conv_winograd_preferred(geom(2, 64, 4, 4, 64, 1, 1)));   // 4x4 outputs
+  CHECK(conv_winograd_preferred(geom(2, 64, 4, 4, 64, 1, 1)));         // 4x4 outputs
+  CHECK_FALSE(conv_winograd_preferred(geom(2, 64, 2, 2, 64, 1, 1)));   // 2x2 outputs
   ConvGeom s2 = geom(2, 16, 32, 32, 32, 1, 1);
   s2.sh = s2.sw = 2, s2.OH = s2.OW = 16;
   CHECK_FALSE(conv_winograd_supported(s2));

@@ -58,16 +58,22 @@ using namespace winograd;
 
 constexpr int64_t kBlockBytes = 384 << 10;  // a block's V and M (16 positions each): in L2
 constexpr int64_t kPassBytes = 128 << 10;   // a pass's planes or its outputs, at most about
+constexpr int64_t kMinTiles = 64;          // tiles a pass and a block, at least
 
 // Forward: passes of about kPassBytes of planes (or outputs), blocks of V and M that fit L2.
 Tiling make_tiling(const ConvGeom& g, int64_t chunk_images, int force_nq) {
   Tiling t = base_tiling(g);
+  // At least kMinTiles tiles a pass and a block, whatever the bytes: with few tiles an image
+  // (4 at 4x4) and many channels, one image a pass filled a quarter of the vector lanes, and a
+  // short block streamed all 16 positions' weights for a handful of tiles.
   const int64_t per_image = 4 * std::max(g.C, g.O) * t.S * (int64_t)sizeof(float);
-  set_pass(t, std::max<int64_t>(1, std::min<int64_t>(chunk_images, kPassBytes / per_image)));
+  const int64_t m = std::max(kPassBytes / per_image, (kMinTiles + t.tiles() - 1) / t.tiles());
+  set_pass(t, std::max<int64_t>(1, std::min<int64_t>(chunk_images, m)));
   t.nq = conv_tiles::pick_nq(g.O, t.m * t.tiles(), force_nq);
   const int64_t tile = t.nq * W;
   const int64_t fit = kBlockBytes / (int64_t)sizeof(float) / (16 * (g.C + g.O));
-  t.Tb = std::min(std::max(tile, fit / tile * tile), round_up(t.m * t.tiles(), tile));
+  const int64_t want = std::max(fit, kMinTiles);
+  t.Tb = std::min(std::max(tile, want / tile * tile), round_up(t.m * t.tiles(), tile));
   t.ld = t.Tb + W;
   return t;
 }
@@ -80,9 +86,11 @@ struct Block {
 
 // U_p = (G g G^T)[p] for every (o, c), computed in double and rounded once, then packed per
 // position for the register tile: blocks of at most max_mr channels, equal in size.
-std::vector<float> transform_weights(std::vector<Block>& blocks, const float* w, int64_t O,
-                                     int64_t C, int64_t max_mr) {
-  std::vector<float> U((size_t)(16 * O * C));
+// U is 16*O*C floats from the calling thread's scratch (slot 7; 16 MB at 512 channels, which
+// allocated and zeroed per call cost a sixth of the layer's time).
+const float* transform_weights(std::vector<Block>& blocks, const float* w, int64_t O, int64_t C,
+                               int64_t max_mr) {
+  float* U = thread_scratch(7, (size_t)(16 * O * C));
   const int64_t nblocks = (O + max_mr - 1) / max_mr;
   for (int64_t bi = 0, at = 0; bi < nblocks; ++bi) {
     const int64_t o = bi * O / nblocks, mr = (bi + 1) * O / nblocks - o;
@@ -201,7 +209,7 @@ void winograd_conv(float* y, const float* x, const float* w, const float* b, con
   const int nq = (int)t.nq;
   const int64_t tile = nq * W, ohw = g.OH * g.OW;
   std::vector<Block> blocks;
-  const std::vector<float> U = transform_weights(blocks, w, g.O, g.C, conv_tiles::max_mr(nq));
+  const float* U = transform_weights(blocks, w, g.O, g.C, conv_tiles::max_mr(nq));
   std::vector<int64_t> koff((size_t)g.C);
   for (int64_t c = 0; c < g.C; ++c) koff[(size_t)c] = c * t.ld;
   const uint64_t layout = scratch_layout({1, g.C, g.H, g.W, g.ph, g.pw, t.m, t.run});
@@ -223,7 +231,7 @@ void winograd_conv(float* y, const float* x, const float* w, const float* b, con
         for (int p = 0; p < 16; ++p) {
           const float* Vp = Vb + p * g.C * t.ld;
           float* Mp = Mb + p * g.O * t.ld;
-          const float* Up = U.data() + p * g.O * g.C;
+          const float* Up = U + p * g.O * g.C;
           for (int64_t j = 0; j < nt; j += tile)
             for (const Block& bl : blocks)
               conv_tiles::fwd_tile_fn(bl.mr, nq)(Mp + bl.o * t.ld + j, t.ld, Vp + j, koff.data(),
@@ -240,8 +248,10 @@ void winograd_conv(float* y, const float* x, const float* w, const float* b, con
   });
 }
 
+// Measured with bench-ops (docs/perf.md): from 4x4 outputs up (ResNet-18's 512-channel stage
+// too, once a pass held enough images to fill the vectors), and not for the RGB stem.
 bool worth_it(const ConvGeom& g) {
-  return g.OH >= 8 && g.OW >= 8 && g.C >= 8 && g.O >= 8;
+  return g.OH >= 4 && g.OW >= 4 && g.C >= 8 && g.O >= 8;
 }
 
 }  // namespace

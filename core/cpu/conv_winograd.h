@@ -22,8 +22,8 @@ namespace lowbit {
 // 3x3 kernel, stride 1, dilation 1, one group, padding at most 2 on each side (so that the data
 // gradient is a convolution too), and a build with the vector kernels (AVX2 + FMA or AVX-512).
 bool conv_winograd_supported(const ConvGeom& g);
-// Supported, switched on (conv_winograd_enabled) and faster than the direct kernels: outputs of
-// at least 8x8 and at least 8 input and output channels (measured with bench-ops; see
+// Supported, switched on (conv_winograd_enabled) and faster than the other kernels: outputs of
+// at least 4x4 and at least 8 input and output channels (measured with bench-ops; see
 // docs/perf.md). For the data gradient the same test on the transposed geometry.
 bool conv_winograd_preferred(const ConvGeom& g);
 bool conv_winograd_data_preferred(const ConvGeom& g);

@@ -176,10 +176,12 @@ void winograd_wgrad(float* dw, const float* dy, const float* x, const ConvGeom& 
   const int64_t C4 = round_up(g.C, 4), O4 = round_up(g.O, 4);
   // Mw per chunk, [p][o/4][c/4][4][4]: a 4x4 tile's sums are 16 consecutive floats.
   const int64_t msize = 16 * O4 * C4;
-  std::vector<float> partial((size_t)(chunks * msize), 0.0f);
+  // Per-chunk sums from the calling thread's scratch (slot 7; each chunk zeroes its own).
+  float* partial = thread_scratch(7, (size_t)(chunks * msize));
   const uint64_t layout = scratch_layout({2, g.C, g.H, g.W, g.ph, g.pw, g.O, t.m, t.run, t.ld});
   conv_for_image_chunks(g.N, g.O * g.C * 16 * g.OH * g.OW / 4, [&](int64_t chunk, int64_t n0, int64_t n1) {
-    float* acc = partial.data() + chunk * msize;
+    float* acc = partial + chunk * msize;
+    std::fill(acc, acc + msize, 0.0f);
     // Zero where never written (thread_scratch's layouts): the planes' borders, dy's positions
     // outside an odd-sized dy, and V's and E's padding channel rows (so their products add
     // nothing).
@@ -215,12 +217,12 @@ void winograd_wgrad(float* dw, const float* dy, const float* x, const ConvGeom& 
   });
   // Chunks in order (the same bits for a given thread count), then dW = G^T Mw G in double.
   for (int64_t k = 1; k < chunks; ++k)
-    for (int64_t i = 0; i < msize; ++i) partial[(size_t)i] += partial[(size_t)(k * msize + i)];
+    for (int64_t i = 0; i < msize; ++i) partial[i] += partial[k * msize + i];
   for (int64_t o = 0; o < g.O; ++o)
     for (int64_t c = 0; c < g.C; ++c) {
       double m[4][4];
       for (int p = 0; p < 16; ++p)
-        m[p / 4][p % 4] = partial[(size_t)(p * O4 * C4 + (o / 4 * 4) * C4 + (c / 4) * 16 + (o % 4) * 4 + c % 4)];
+        m[p / 4][p % 4] = partial[p * O4 * C4 + (o / 4 * 4) * C4 + (c / 4) * 16 + (o % 4) * 4 + c % 4];
       double z[3][4];  // G^T m
       for (int j = 0; j < 4; ++j) {
         z[0][j] = m[0][j] + 0.5 * (m[1][j] + m[2][j]);
