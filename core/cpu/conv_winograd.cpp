@@ -28,6 +28,7 @@
 #include "core/cpu/conv_util.h"
 #include "core/cpu/conv_winograd_planes.h"
 #include "core/error.h"
+#include "core/parallel.h"
 
 namespace lowbit {
 
@@ -97,23 +98,29 @@ const float* transform_weights(std::vector<Block>& blocks, const float* w, int64
     blocks.push_back({o, mr, at});
     at += mr * C;
   }
-  for (const Block& bl : blocks)
-    for (int64_t i = 0; i < bl.mr; ++i)
-      for (int64_t c = 0; c < C; ++c) {
-        const float* g = w + ((bl.o + i) * C + c) * 9;
-        double gg[4][3];  // G g
-        for (int k = 0; k < 3; ++k) {
-          const double g0 = g[k], g1 = g[3 + k], g2 = g[6 + k];
-          gg[0][k] = g0, gg[1][k] = 0.5 * (g0 + g1 + g2), gg[2][k] = 0.5 * (g0 - g1 + g2);
-          gg[3][k] = g2;
+  // Over the threads, a block at a time (each writes its own U entries): at 512 channels the
+  // transform is 4M values in double, serial otherwise.
+  parallel_for((int64_t)blocks.size(), max_mr * C * 64, [&](int64_t b0, int64_t b1) {
+    for (int64_t bi = b0; bi < b1; ++bi) {
+      const Block& bl = blocks[(size_t)bi];
+      for (int64_t i = 0; i < bl.mr; ++i)
+        for (int64_t c = 0; c < C; ++c) {
+          const float* g = w + ((bl.o + i) * C + c) * 9;
+          double gg[4][3];  // G g
+          for (int k = 0; k < 3; ++k) {
+            const double g0 = g[k], g1 = g[3 + k], g2 = g[6 + k];
+            gg[0][k] = g0, gg[1][k] = 0.5 * (g0 + g1 + g2), gg[2][k] = 0.5 * (g0 - g1 + g2);
+            gg[3][k] = g2;
+          }
+          for (int r = 0; r < 4; ++r) {  // (G g) G^T
+            const double a0 = gg[r][0], a1 = gg[r][1], a2 = gg[r][2];
+            const double u[4] = {a0, 0.5 * (a0 + a1 + a2), 0.5 * (a0 - a1 + a2), a2};
+            for (int s = 0; s < 4; ++s)
+              U[(size_t)((r * 4 + s) * O * C + bl.packed + c * bl.mr + i)] = (float)u[s];
+          }
         }
-        for (int r = 0; r < 4; ++r) {  // (G g) G^T
-          const double a0 = gg[r][0], a1 = gg[r][1], a2 = gg[r][2];
-          const double u[4] = {a0, 0.5 * (a0 + a1 + a2), 0.5 * (a0 - a1 + a2), a2};
-          for (int s = 0; s < 4; ++s)
-            U[(size_t)((r * 4 + s) * O * C + bl.packed + c * bl.mr + i)] = (float)u[s];
-        }
-      }
+    }
+  });
   return U;
 }
 
