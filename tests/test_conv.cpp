@@ -10,6 +10,7 @@
 #include "core/autograd.h"
 #include "core/cpu/conv_direct.h"
 #include "core/cpu/conv_kernels.h"
+#include "core/cpu/conv_util.h"
 #include "core/ops.h"
 #include "core/parallel.h"
 #include "tests/conv_operands.h"
@@ -446,4 +447,25 @@ TEST_CASE("conv2d: bad inputs are errors naming conv2d and the shape") {
   Conv2dOptions g0;
   g0.groups = 0;
   throws_with([&] { return conv2d(x, w, Tensor(), g0); }, "groups");
+}
+
+TEST_CASE("thread_scratch: aligned, zeroed when the layout changes, kept while it does not") {
+  const uint64_t a = scratch_layout({1, 16, 32}), b = scratch_layout({1, 16, 33});
+  REQUIRE(a != b);
+  REQUIRE(a != 0);
+  float* p = thread_scratch(kScratchPackedIn, 100, a);
+  CHECK(reinterpret_cast<uintptr_t>(p) % 64 == 0);
+  for (int i = 0; i < 100; ++i) CHECK(p[i] == 0.0f);
+  p[5] = 3.0f;  // an "interior" write
+  p = thread_scratch(kScratchPackedIn, 100, a);  // same layout: the caller's data stays
+  CHECK(p[5] == 3.0f);
+  p = thread_scratch(kScratchPackedIn, 100, b);  // another layout: cleared
+  CHECK(p[5] == 0.0f);
+  p[7] = 1.0f;
+  thread_scratch(kScratchPackedIn, 100);         // a user without a layout...
+  p = thread_scratch(kScratchPackedIn, 100, b);  // ...may have written anything: cleared
+  CHECK(p[7] == 0.0f);
+  p = thread_scratch(kScratchPackedIn, 5000, b);  // grown: cleared, still aligned
+  CHECK(reinterpret_cast<uintptr_t>(p) % 64 == 0);
+  CHECK(p[4999] == 0.0f);
 }

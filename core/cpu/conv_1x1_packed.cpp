@@ -10,7 +10,6 @@
 // split the work; the last ones are zero-padded when the batch does not divide evenly (zeros add
 // nothing to the weight gradient).
 #include <algorithm>
-#include <memory>
 
 #include "core/cpu/conv_direct.h"
 #include "core/cpu/conv_util.h"
@@ -72,10 +71,6 @@ void unpack(float* a, const float* t, int64_t ch, const Packing& p, int64_t n_im
   });
 }
 
-// A buffer of n floats left uninitialised: pack and the direct kernels write every element, so a
-// std::vector's zero fill would be one more pass over memory per call.
-std::unique_ptr<float[]> scratch(int64_t n) { return std::unique_ptr<float[]>(new float[(size_t)n]); }
-
 }  // namespace
 
 bool conv_1x1_packed_preferred(const ConvGeom& g) {
@@ -94,29 +89,34 @@ bool conv_1x1_packed_grad_preferred(const ConvGeom& g) {
   return conv_1x1_packed_preferred(g) && g.C / g.groups * g.O <= 65536;
 }
 
+// The packed copies live in the calling thread's scratch (conv_util.h), not cleared: pack and the
+// direct kernels write every element, so a zero fill would be one more pass per call.
 void conv1x1_packed_forward(float* y, const float* x, const float* w, const float* b,
                             const ConvGeom& g, const ConvEpilogue<float>* ep) {
   const Packing p = packing(g);
-  auto xt = scratch(p.groups_of * g.C * p.g.W), yt = scratch(p.groups_of * g.O * p.g.W);
-  pack(xt.get(), x, g.C, p, g.N);
-  conv2d_forward_direct(yt.get(), xt.get(), w, b, p.g);
-  unpack(y, yt.get(), g.O, p, g.N, ep);
+  float* xt = thread_scratch(kScratchPackedIn, (size_t)(p.groups_of * g.C * p.g.W));
+  float* yt = thread_scratch(kScratchPackedOut, (size_t)(p.groups_of * g.O * p.g.W));
+  pack(xt, x, g.C, p, g.N);
+  conv2d_forward_direct(yt, xt, w, b, p.g);
+  unpack(y, yt, g.O, p, g.N, ep);
 }
 
 void conv1x1_packed_backward_data(float* dx, const float* dy, const float* w, const ConvGeom& g) {
   const Packing p = packing(g);
-  auto dyt = scratch(p.groups_of * g.O * p.g.W), dxt = scratch(p.groups_of * g.C * p.g.W);
-  pack(dyt.get(), dy, g.O, p, g.N);
-  conv2d_backward_data_direct(dxt.get(), dyt.get(), w, p.g);
-  unpack(dx, dxt.get(), g.C, p, g.N, nullptr);
+  float* dyt = thread_scratch(kScratchPackedIn, (size_t)(p.groups_of * g.O * p.g.W));
+  float* dxt = thread_scratch(kScratchPackedOut, (size_t)(p.groups_of * g.C * p.g.W));
+  pack(dyt, dy, g.O, p, g.N);
+  conv2d_backward_data_direct(dxt, dyt, w, p.g);
+  unpack(dx, dxt, g.C, p, g.N, nullptr);
 }
 
 void conv1x1_packed_backward_weight(float* dw, const float* dy, const float* x, const ConvGeom& g) {
   const Packing p = packing(g);
-  auto dyt = scratch(p.groups_of * g.O * p.g.W), xt = scratch(p.groups_of * g.C * p.g.W);
-  pack(dyt.get(), dy, g.O, p, g.N);
-  pack(xt.get(), x, g.C, p, g.N);
-  conv2d_backward_weight_direct(dw, dyt.get(), xt.get(), p.g);
+  float* dyt = thread_scratch(kScratchPackedIn, (size_t)(p.groups_of * g.O * p.g.W));
+  float* xt = thread_scratch(kScratchPackedOut, (size_t)(p.groups_of * g.C * p.g.W));
+  pack(dyt, dy, g.O, p, g.N);
+  pack(xt, x, g.C, p, g.N);
+  conv2d_backward_weight_direct(dw, dyt, xt, p.g);
 }
 
 }  // namespace lowbit

@@ -57,6 +57,23 @@ void conv_for_image_chunks(int64_t n, int64_t cost_per_image, F&& fn) {
   });
 }
 
+// The buffers of thread_scratch, one name each, so that no two kernels that can be live at once
+// (a kernel and the one it calls, or the calling thread's buffer and its chunks') share one.
+enum ScratchSlot : int {
+  kScratchWinoPlanes,     // conv_winograd.cpp, per chunk
+  kScratchWinoV,
+  kScratchWinoM,
+  kScratchWinoWeights,    // conv_winograd.cpp, the calling thread: U
+  kScratchWgradPlanes,    // conv_winograd_wgrad.cpp, per chunk
+  kScratchWgradDyPlanes,
+  kScratchWgradV,
+  kScratchWgradE,
+  kScratchWgradSums,      // conv_winograd_wgrad.cpp, the calling thread: the chunks' sums
+  kScratchPackedIn,       // conv_1x1_packed.cpp, the calling thread (around the direct kernels)
+  kScratchPackedOut,
+  kScratchSlots
+};
+
 // Per-thread scratch that outlives the call: `slot` names one buffer of the calling kernel, grown
 // to n floats when smaller, never shrunk. Why: a kernel that allocated its megabytes of temporary
 // planes per call mapped fresh pages each time, and on this VM the page faults cost more than a
@@ -74,10 +91,9 @@ struct ThreadScratch {
   size_t n = 0;
 };
 
-inline float* thread_scratch(int slot, size_t n, uint64_t layout = 0) {
-  constexpr int kSlots = 8;
+inline float* thread_scratch(ScratchSlot slot, size_t n, uint64_t layout = 0) {
   constexpr size_t kAlign = 64 / sizeof(float);
-  thread_local ThreadScratch bufs[kSlots];
+  thread_local ThreadScratch bufs[kScratchSlots];
   ThreadScratch& b = bufs[slot];
   if (b.buf.size() < n + kAlign) b.buf.resize(n + kAlign);
   const uintptr_t at = reinterpret_cast<uintptr_t>(b.buf.data());

@@ -87,11 +87,11 @@ struct Block {
 
 // U_p = (G g G^T)[p] for every (o, c), computed in double and rounded once, then packed per
 // position for the register tile: blocks of at most max_mr channels, equal in size.
-// U is 16*O*C floats from the calling thread's scratch (slot 7; 16 MB at 512 channels, which
-// allocated and zeroed per call cost a sixth of the layer's time).
+// U is 16*O*C floats from the calling thread's scratch (16 MB at 512 channels, which allocated
+// and zeroed per call cost a sixth of the layer's time).
 const float* transform_weights(std::vector<Block>& blocks, const float* w, int64_t O, int64_t C,
                                int64_t max_mr) {
-  float* U = thread_scratch(7, (size_t)(16 * O * C));
+  float* U = thread_scratch(kScratchWinoWeights, (size_t)(16 * O * C));
   const int64_t nblocks = (O + max_mr - 1) / max_mr;
   for (int64_t bi = 0, at = 0; bi < nblocks; ++bi) {
     const int64_t o = bi * O / nblocks, mr = (bi + 1) * O / nblocks - o;
@@ -207,6 +207,24 @@ void output_transform(float* y, const float* Mb, const std::vector<std::vector<R
   }
 }
 
+// The blocks of a pass of `images` images, each with its plane positions and output runs: the
+// same for every full pass of a call, so computed once (and again only for a short last pass).
+struct BlockPlan {
+  int64_t t0, nt;
+  BlockScan scan;
+  std::vector<std::vector<Run>> runs;
+};
+
+std::vector<BlockPlan> plan_blocks(int64_t images, const Tiling& t) {
+  std::vector<BlockPlan> plans;
+  const int64_t T = images * t.tiles();
+  for (int64_t t0 = 0; t0 < T; t0 += t.Tb) {
+    const int64_t nt = std::min(t.Tb, T - t0);
+    plans.push_back({t0, nt, scan_block(t0, t0 + nt, t), block_runs(t0, nt, t)});
+  }
+  return plans;
+}
+
 void winograd_conv(float* y, const float* x, const float* w, const float* b, const ConvGeom& g,
                    const ConvEpilogue<float>* ep, int force_nq) {
   LB_CHECK(force_nq >= 0 && force_nq <= conv_tiles::kMaxNQ, "conv2d winograd: tile of ", force_nq,
@@ -220,21 +238,23 @@ void winograd_conv(float* y, const float* x, const float* w, const float* b, con
   std::vector<int64_t> koff((size_t)g.C);
   for (int64_t c = 0; c < g.C; ++c) koff[(size_t)c] = c * t.ld;
   const uint64_t layout = scratch_layout({1, g.C, g.H, g.W, g.ph, g.pw, t.m, t.run});
+  const std::vector<BlockPlan> full_pass = plan_blocks(t.m, t);
   conv_for_image_chunks(g.N, g.O * g.C * 16 * ohw / 4, [&](int64_t, int64_t n0, int64_t n1) {
     // The planes' borders must be zero (fill_planes writes only the interiors); V's lanes past a
     // block's last tile are multiplied too, into outputs that are thrown away, so V and M need
     // no clearing.
-    float* P = thread_scratch(0, (size_t)(g.C * 4 * t.run), layout);
-    float* Vb = thread_scratch(1, (size_t)(16 * g.C * t.ld));
-    float* Mb = thread_scratch(2, (size_t)(16 * g.O * t.ld));
+    float* P = thread_scratch(kScratchWinoPlanes, (size_t)(g.C * 4 * t.run), layout);
+    float* Vb = thread_scratch(kScratchWinoV, (size_t)(16 * g.C * t.ld));
+    float* Mb = thread_scratch(kScratchWinoM, (size_t)(16 * g.O * t.ld));
     for (int64_t n = n0; n < n1; n += t.m) {
       const int64_t images = std::min(t.m, n1 - n);
       for (int64_t im = 0; im < images; ++im) fill_planes(P, x + (n + im) * g.C * g.H * g.W, im, t);
       float* yn = y + n * g.O * ohw;
-      const int64_t T = images * t.tiles();
-      for (int64_t t0 = 0; t0 < T; t0 += t.Tb) {
-        const int64_t nt = std::min(t.Tb, T - t0);
-        input_transform(Vb, g.C, P, scan_block(t0, t0 + nt, t), t);
+      std::vector<BlockPlan> short_pass;
+      if (images < t.m) short_pass = plan_blocks(images, t);
+      for (const BlockPlan& bp : images < t.m ? short_pass : full_pass) {
+        const int64_t nt = bp.nt;
+        input_transform(Vb, g.C, P, bp.scan, t);
         for (int p = 0; p < 16; ++p) {
           const float* Vp = Vb + p * g.C * t.ld;
           float* Mp = Mb + p * g.O * t.ld;
@@ -244,9 +264,8 @@ void winograd_conv(float* y, const float* x, const float* w, const float* b, con
               conv_tiles::fwd_tile_fn(bl.mr, nq)(Mp + bl.o * t.ld + j, t.ld, Vp + j, koff.data(),
                                                  g.C, Up + bl.packed, false);
         }
-        const auto runs = block_runs(t0, nt, t);
         for (int64_t o = 0; o < g.O; ++o)
-          output_transform(yn, Mb, runs, o, b ? b[o] : 0.0f, t);
+          output_transform(yn, Mb, bp.runs, o, b ? b[o] : 0.0f, t);
       }
       for (int64_t im = 0; ep && im < images; ++im)
         for (int64_t o = 0; o < g.O; ++o)

@@ -176,8 +176,8 @@ void winograd_wgrad(float* dw, const float* dy, const float* x, const ConvGeom& 
   const int64_t C4 = round_up(g.C, 4), O4 = round_up(g.O, 4);
   // Mw per chunk, [p][o/4][c/4][4][4]: a 4x4 tile's sums are 16 consecutive floats.
   const int64_t msize = 16 * O4 * C4;
-  // Per-chunk sums from the calling thread's scratch (slot 7; each chunk zeroes its own).
-  float* partial = thread_scratch(7, (size_t)(chunks * msize));
+  // Per-chunk sums from the calling thread's scratch (each chunk zeroes its own).
+  float* partial = thread_scratch(kScratchWgradSums, (size_t)(chunks * msize));
   const uint64_t layout = scratch_layout({2, g.C, g.H, g.W, g.ph, g.pw, g.O, t.m, t.run, t.ld});
   conv_for_image_chunks(g.N, g.O * g.C * 16 * g.OH * g.OW / 4, [&](int64_t chunk, int64_t n0, int64_t n1) {
     float* acc = partial + chunk * msize;
@@ -185,10 +185,10 @@ void winograd_wgrad(float* dw, const float* dy, const float* x, const ConvGeom& 
     // Zero where never written (thread_scratch's layouts): the planes' borders, dy's positions
     // outside an odd-sized dy, and V's and E's padding channel rows (so their products add
     // nothing).
-    float* P = thread_scratch(3, (size_t)(g.C * 4 * t.run), layout);  // slots 0-2: the forward's
-    float* Pe = thread_scratch(4, (size_t)(g.O * 4 * t.ld), layout);
-    float* Vb = thread_scratch(5, (size_t)(16 * C4 * t.ld), layout);
-    float* Eb = thread_scratch(6, (size_t)(16 * O4 * t.ld), layout);
+    float* P = thread_scratch(kScratchWgradPlanes, (size_t)(g.C * 4 * t.run), layout);
+    float* Pe = thread_scratch(kScratchWgradDyPlanes, (size_t)(g.O * 4 * t.ld), layout);
+    float* Vb = thread_scratch(kScratchWgradV, (size_t)(16 * C4 * t.ld), layout);
+    float* Eb = thread_scratch(kScratchWgradE, (size_t)(16 * O4 * t.ld), layout);
     for (int64_t n = n0; n < n1; n += t.m) {
       const int64_t images = std::min(t.m, n1 - n), nt = images * t.tiles();
       for (int64_t im = 0; im < images; ++im) {
