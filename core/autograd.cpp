@@ -23,10 +23,20 @@ const char* const kEngineRow = "autograd engine";
 const char* const kAccumulateRow = "grad accumulate";
 std::atomic<int64_t> g_node_seq{0};
 
+// True when nothing but the slot holds its tensor or the tensor's storage, so adding into it in
+// place cannot change a value anyone else reads. An op may hand one tensor to several inputs
+// (add's backward returns g for both), a backward may return a view or a detached saved tensor,
+// and a user may hold a leaf's gradient: all of those raise a count.
+bool sole_owner(const std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
+  return slot.use_count() == 1 && slot->storage && slot->storage.use_count() == 1 &&
+         !slot->node && !slot->requires_grad && slot->dtype == g.dtype() && slot->shape == g.shape() &&
+         slot->storage->device == g.device() && slot->storage != g.impl().storage;
+}
+
 // Adds g into the slot. The first gradient is kept as it is (no copy: most slots receive exactly
-// one); a second one makes a fresh sum instead of adding in place, because an op may hand the
-// same tensor to several inputs (add's backward returns g for both), so a slot's tensor can be
-// shared and must never be written through.
+// one). A second one is added in place when the slot is the sole owner of its tensor (a residual
+// block's input: the skip's gradient, then the convolution's), else into a fresh sum; the same
+// bits either way.
 void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
   if (!g.defined()) return;
   if (!slot) {
@@ -34,6 +44,10 @@ void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
     return;
   }
   NoGradGuard ng;
+  if (sole_owner(slot, g)) {
+    add_into(Tensor(slot), g);
+    return;
+  }
   slot = add(Tensor(slot), g).impl_ptr();
 }
 }  // namespace

@@ -22,6 +22,9 @@ Tensor neg(const Tensor& a);
 Tensor square(const Tensor& a);
 Shape broadcast_shape(const Shape& a, const Shape& b, const char* op);
 Tensor broadcast_to(const Tensor& x, const Shape& shape);  // backward: sum_to_shape
+// acc += b in place, same shape, dtype and device; not recorded (no autograd). For the engine's
+// gradient sums, where acc is a tensor nothing else holds (core/autograd.cpp, accumulate).
+void add_into(const Tensor& acc, const Tensor& b);
 
 // ---- reductions (core/ops_reduce.cpp) ----
 // Empty axes = all axes. Negative axes count from the end.

@@ -139,6 +139,26 @@ Tensor sub(const Tensor& a, const Tensor& b) { return binary(a, b, BinOp::sub); 
 Tensor mul(const Tensor& a, const Tensor& b) { return binary(a, b, BinOp::mul); }
 Tensor div(const Tensor& a, const Tensor& b) { return binary(a, b, BinOp::div); }
 
+void add_into(const Tensor& acc, const Tensor& b) {
+  check_float(acc, "add_into", "acc");
+  check_float(b, "add_into", "b");
+  check_same_dtype(acc, b, "add_into");
+  LB_CHECK(acc.shape() == b.shape(), "add_into: shapes ", shape_str(acc.shape()), " and ",
+           shape_str(b.shape()), " differ (no broadcasting in place)");
+  if (on_cuda("add_into", {&acc, &b}, {"acc", "b"})) {  // elementwise: y may alias a
+    float* pa = acc.data<float>();
+    cuda::binary_broadcast(cuda::Bin::add, pa, pa, b.data<float>(), acc.shape(),
+                           broadcast_strides(acc.shape(), acc.shape()),
+                           broadcast_strides(b.shape(), b.shape()));
+    return;
+  }
+  check_cpu(acc, "add_into");
+  check_cpu(b, "add_into");
+  LB_DISPATCH_FLOAT(acc.dtype(), "add_into", [&] {
+    add_into_cpu(acc.data<scalar_t>(), b.data<scalar_t>(), acc.numel());
+  });
+}
+
 Tensor add_scalar(const Tensor& a, double s) {
   Tensor y = unary_plain(a, "add_scalar", [s](double, auto v) { return v + (decltype(v))s; }, cuda::Scalar::add, s);
   return record(y, "add_scalar", {a}, {"x"},

@@ -21,6 +21,50 @@ TEST_CASE("autograd: gradient accumulates over two uses and two passes") {
   CHECK(x.grad().to_vector<double>() == std::vector<double>{4, 6, 8});
 }
 
+// The engine adds a second gradient in place only into a tensor nothing else holds (autograd.cpp,
+// sole_owner); every other case gets a fresh sum, and the values are the same either way.
+TEST_CASE("autograd: a second gradient is added in place only where nothing else holds the first") {
+  const Tensor c = Tensor::from_vector<double>({3}, {1, 2, 3}), d = Tensor::from_vector<double>({3}, {10, 20, 30});
+  SUBCASE("a leaf's gradient that only the leaf holds is summed in place") {
+    Tensor x = Tensor::zeros({3}, DType::f64).set_requires_grad(true);
+    backward(sum(mul(x, c)));
+    const double* before = x.grad().data<double>();
+    backward(sum(mul(x, d)));
+    CHECK(x.grad().data<double>() == before);
+    CHECK(x.grad().to_vector<double>() == std::vector<double>{11, 22, 33});
+  }
+  SUBCASE("a leaf's gradient the user holds is left as it was") {
+    Tensor x = Tensor::zeros({3}, DType::f64).set_requires_grad(true);
+    backward(sum(mul(x, c)));
+    const Tensor held = x.grad();
+    backward(sum(mul(x, d)));
+    CHECK(held.to_vector<double>() == std::vector<double>{1, 2, 3});
+    CHECK(x.grad().to_vector<double>() == std::vector<double>{11, 22, 33});
+  }
+  SUBCASE("a gradient whose storage a hook kept (a detached view) is left as it was") {
+    Tensor x = Tensor::ones({3}, DType::f64).set_requires_grad(true);
+    Tensor h = mul_scalar(x, 2.0);
+    Tensor p = mul(h, c), q = mul(h, d);
+    std::vector<Tensor> kept;
+    auto keep = [&](const Node&, const Tensor&, const std::vector<Tensor>& gin) { kept.push_back(gin[0].detach()); };
+    p.node()->grad_hooks.push_back(keep);
+    q.node()->grad_hooks.push_back(keep);
+    backward(sum(add(p, q)));
+    REQUIRE(kept.size() == 2);
+    std::vector<std::vector<double>> got{kept[0].to_vector<double>(), kept[1].to_vector<double>()};
+    std::sort(got.begin(), got.end());
+    CHECK(got[0] == std::vector<double>{1, 2, 3});
+    CHECK(got[1] == std::vector<double>{10, 20, 30});
+    CHECK(x.grad().to_vector<double>() == std::vector<double>{22, 44, 66});
+  }
+  SUBCASE("one tensor handed to both inputs (add(h, h)) is summed into a fresh tensor") {
+    Tensor x = Tensor::from_vector<double>({3}, {1, 2, 3}).set_requires_grad(true);
+    Tensor h = mul(x, c);
+    backward(sum(add(h, h)));
+    CHECK(x.grad().to_vector<double>() == std::vector<double>{2, 4, 6});
+  }
+}
+
 TEST_CASE("autograd: no_grad records nothing") {
   Tensor x = Tensor::ones({2}, DType::f64).set_requires_grad(true);
   NoGradGuard ng;

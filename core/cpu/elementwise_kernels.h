@@ -23,6 +23,17 @@ void unary_cpu(T* y, const T* x, int64_t n, F f) {
   });
 }
 
+// acc[i] += b[i], in place (the autograd engine's gradient sums): the same bits as acc[i] + b[i]
+// into a fresh buffer, without a fresh buffer.
+template <class T>
+void add_into_cpu(T* acc, const T* b, int64_t n) {
+  parallel_for(n, 1, [&](int64_t s, int64_t e) {
+    T* __restrict a = acc;
+    const T* __restrict bi = b;
+    for (int64_t i = s; i < e; ++i) a[i] += bi[i];
+  });
+}
+
 // y[i] = f(a[i], b[i]) for same-shape inputs.
 template <class T, class F>
 void binary_cpu(T* y, const T* a, const T* b, int64_t n, F f) {
