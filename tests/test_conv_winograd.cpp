@@ -42,6 +42,8 @@ TEST_CASE("conv2d winograd: forward, data and weight gradients match float64 im2
       geom(2, 8, 13, 40, 10, 1, 1),   // rows of 40: whole vectors of pairs and a remainder
       geom(3, 8, 6, 20, 8, 2, 1),     // rows of 20 (half vectors of pairs), padding 1 across
       geom(21, 96, 4, 4, 80, 1, 1),   // 4x4: 4 tiles an image, passes of many images
+      geom(3, 16, 16, 16, 12, 1, 1),  // 16x16: two tile rows a vector, stored straight to y
+      geom(2, 8, 15, 16, 8, 1, 1),    // 15 rows out: the last tile row has one output row
   };
   const int saved = num_threads();
   uint64_t seed = 3000;

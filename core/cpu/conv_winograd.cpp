@@ -151,17 +151,19 @@ std::vector<std::vector<Run>> block_runs(int64_t t0, int64_t nt, const Tiling& t
   return runs;
 }
 
-// Writes lanes 0 .. W of a and b interleaved (a0 b0 a1 b1 ...) to out[0 .. 2W).
-void interleave(float* out, V a, V b) {
+// Writes lanes 0 .. W of a and b interleaved (a0 b0 a1 b1 ...): the first half of the lanes'
+// 2W floats to lo[0 .. W), the second half's to hi[0 .. W).
+void interleave(float* lo, float* hi, V a, V b) {
 #if LB_SIMD == 512
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  _mm512_storeu_ps(out, _mm512_permutex2var_ps(a, lo, b));
-  _mm512_storeu_ps(out + W, _mm512_permutex2var_ps(a, hi, b));
+  const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i ih = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  _mm512_storeu_ps(lo, _mm512_permutex2var_ps(a, il, b));
+  _mm512_storeu_ps(hi, _mm512_permutex2var_ps(a, ih, b));
 #else
   alignas(32) float ta[W], tb[W];
   Simd::store(ta, a), Simd::store(tb, b);
-  for (int l = 0; l < W; ++l) out[2 * l] = ta[l], out[2 * l + 1] = tb[l];
+  for (int l = 0; l < W / 2; ++l) lo[2 * l] = ta[l], lo[2 * l + 1] = tb[l];
+  for (int l = W / 2; l < W; ++l) hi[2 * l - W] = ta[l], hi[2 * l - W + 1] = tb[l];
 #endif
 }
 
@@ -195,11 +197,22 @@ void output_transform(float* y, const float* Mb, const std::vector<std::vector<R
       s[0][j] = Simd::add(Simd::add(m0, m1), m2);
       s[1][j] = Simd::sub(Simd::sub(m1, m2), m3);
     }
+    const std::vector<Run>& rv = runs[vi];
+    // Where each half of the vector's tiles is one run of two whole output rows (rows of W or
+    // W/2 tiles: 32x32 and 16x16 outputs with AVX-512), the interleaved rows go straight to y,
+    // not through `row` and the per-run copies.
+    const bool halves = (rv.size() == 1 && rv[0].len == W && rv[0].cols == 2 * W && rv[0].two) ||
+                        (rv.size() == 2 && rv[0].len == W / 2 && rv[1].len == W / 2 &&
+                         rv[0].cols == W && rv[1].cols == W && rv[0].two && rv[1].two);
+    const int64_t at_hi = halves ? (rv.size() == 1 ? rv[0].at + W : rv[1].at) : 0;
 #pragma GCC unroll 2
     for (int i = 0; i < 2; ++i)  // (A^T M) A, plus the bias: output row i of each tile
-      interleave(row[i], Simd::add(Simd::add(Simd::add(s[i][0], s[i][1]), s[i][2]), vb),
+      interleave(halves ? yo + rv[0].at + i * t.OW : row[i],
+                 halves ? yo + at_hi + i * t.OW : row[i] + W,
+                 Simd::add(Simd::add(Simd::add(s[i][0], s[i][1]), s[i][2]), vb),
                  Simd::add(Simd::sub(Simd::sub(s[i][1], s[i][2]), s[i][3]), vb));
-    for (const Run& r : runs[vi]) {
+    if (halves) continue;
+    for (const Run& r : rv) {
       float* dst = yo + r.at;
       copy_floats(dst, row[0] + 2 * r.lane, r.cols);
       if (r.two) copy_floats(dst + t.OW, row[1] + 2 * r.lane, r.cols);
