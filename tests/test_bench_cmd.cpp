@@ -67,9 +67,11 @@ TEST_CASE("bench: --wq/--aq/--first-last run the QAT step and are reported") {
   CHECK(j.at("conv") == "winograd");  // the default
   CHECK_FALSE(j.contains("profile"));  // only with --profile
 
-  out = run_lowbit(bin, base + " --conv direct", status);
-  REQUIRE_MESSAGE(status == 0, out);
-  CHECK(json_line(out).at("conv") == "direct");
+  for (const char* conv : {"direct", "winograd2", "winograd4"}) {
+    out = run_lowbit(bin, base + " --conv " + conv, status);
+    REQUIRE_MESSAGE(status == 0, out);
+    CHECK(json_line(out).at("conv") == conv);
+  }
 }
 
 TEST_CASE("bench: a bad quantizer spec or --first-last value is a clear error") {

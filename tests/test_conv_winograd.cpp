@@ -1,7 +1,8 @@
-// Winograd F(2x2, 3x3) (core/cpu/conv_winograd.cpp) against float64 im2col + GEMM: odd and even
-// outputs (edge tiles cut in half), every padding 0..2 on each side, channel counts that split
-// into unequal register blocks, batches that fill several passes and leave a partial one, every
-// register tile width, 1 and 2 threads (the same bits for both); the switch; bad geometries.
+// Winograd F(2x2, 3x3) and F(4x4, 3x3) (core/cpu/conv_winograd.cpp, conv_winograd4.cpp) against
+// float64 im2col + GEMM: odd and even outputs (edge tiles cut short), every padding 0..2 on each
+// side, channel counts that split into unequal register blocks, batches that fill several passes
+// and leave a partial one, every register tile width, 1 and 2 threads (the same bits for both);
+// which tile a layer takes; the switch; bad geometries.
 #include <doctest/doctest.h>
 
 #include <vector>
@@ -53,21 +54,27 @@ TEST_CASE("conv2d winograd: forward, data and weight gradients match float64 im2
     ConvOperands op(g, seed);
     seed += 4;
     op.reference(g);
+    for (int tile : {2, 4}) {
+    conv_winograd_tile() = tile;
+    // F(2x2): the direct kernels' bound. Measured on such operands at 64 channels: Winograd 8e-6,
+    // the direct kernels 1.2e-5 (their sums run over all 576 taps in a row, Winograd's over 64
+    // channels per position). F(4x4), whose transforms multiply by up to 8 and divide by 24:
+    // 4e-6 to 1.9e-4 on these geometries, the largest at 64 and 96 channels. A wrong tile or
+    // transform is off by O(1).
+    const double tol = tile == 2 ? 1e-5 : 5e-4;
     std::vector<float> y1, dx1;
     for (int threads : {1, 2}) {
       set_num_threads(threads);
       for (int nq = 0; nq <= conv_direct_max_tile_nq(); ++nq) {
-        INFO("threads ", threads, ", tile of ", nq, " position vectors (0: the kernels' pick)");
+        INFO("F(", tile, "x", tile, ", 3x3), threads ", threads, ", tile of ", nq,
+             " position vectors (0: the kernels' pick)");
         std::fill(op.y.begin(), op.y.end(), 7.0f);  // a skipped output would show
         std::fill(op.dx.begin(), op.dx.end(), 7.0f);
         conv2d_forward_winograd(op.y.data(), op.xf.data(), op.wf.data(), op.bf.data(), g, nullptr,
                                 nq);
         conv2d_backward_data_winograd(op.dx.data(), op.dyf.data(), op.wf.data(), g, nq);
-        // The direct kernels' bound. Measured on such operands at 64 channels: Winograd 8e-6,
-        // the direct kernels 1.2e-5 (their sums run over all 576 taps in a row, Winograd's over
-        // 64 channels per position). A wrong tile or transform is off by O(1).
-        CHECK(rel_err(op.y, op.yr) < 1e-5);
-        CHECK(rel_err(op.dx, op.dxr) < 1e-5);
+        CHECK(rel_err(op.y, op.yr) < tol);
+        CHECK(rel_err(op.dx, op.dxr) < tol);
         if (nq == 0 && threads == 1) y1 = op.y, dx1 = op.dx;
         if (nq == 0) {
           std::fill(op.dw.begin(), op.dw.end(), 7.0f);
@@ -84,7 +91,9 @@ TEST_CASE("conv2d winograd: forward, data and weight gradients match float64 im2
         }
       }
     }
+    }
   }
+  conv_winograd_tile() = 0;
   set_num_threads(saved);
 }
 
@@ -111,6 +120,20 @@ TEST_CASE("conv2d winograd: which layers take it, the switch, bad geometries") {
   ConvGeom k5 = geom(2, 16, 16, 16, 16, 2, 2);
   k5.KH = k5.KW = 5;
   CHECK_FALSE(conv_winograd_supported(k5));
+
+  // The tile: 4x4 from 8x8 outputs up (measured faster there), 2x2 below; forced either way.
+  CHECK(conv_winograd_tile_for(geom(2, 16, 32, 32, 16, 1, 1)) == 4);
+  CHECK(conv_winograd_tile_for(geom(2, 64, 8, 8, 64, 1, 1)) == 4);
+  CHECK(conv_winograd_tile_for(geom(2, 64, 4, 4, 64, 1, 1)) == 2);
+  CHECK(conv_winograd_tile_for(geom(2, 64, 8, 4, 64, 1, 1)) == 2);
+  conv_winograd_tile() = 2;
+  CHECK(conv_winograd_tile_for(geom(2, 16, 32, 32, 16, 1, 1)) == 2);
+  conv_winograd_tile() = 4;
+  CHECK(conv_winograd_tile_for(geom(2, 64, 4, 4, 64, 1, 1)) == 4);
+  conv_winograd_tile() = 3;
+  CHECK_THROWS_WITH_AS(conv_winograd_tile_for(geom(2, 16, 32, 32, 16, 1, 1)),
+                       doctest::Contains("output tiles of 2 or 4"), Error);
+  conv_winograd_tile() = 0;
 
   const ConvGeom g = geom(4, 16, 16, 16, 24, 1, 1);
   ConvOperands op(g, 77);

@@ -106,7 +106,7 @@ TEST_CASE("train: bad settings are clear errors") {
   CHECK_THROWS_WITH_AS(train(c), doctest::Contains("zigzag"), Error);
   c.sched = "cosine";
   c.conv = "fft";
-  CHECK_THROWS_WITH_AS(train(c), doctest::Contains("--conv: expected winograd or direct, got 'fft'"),
+  CHECK_THROWS_WITH_AS(train(c), doctest::Contains("--conv: expected winograd, winograd2, winograd4 or direct, got 'fft'"),
                        Error);
   CHECK(conv_winograd_enabled());  // a failed run leaves the switch as it was
   c.conv = "winograd";
@@ -114,10 +114,11 @@ TEST_CASE("train: bad settings are clear errors") {
   CHECK_THROWS_WITH_AS(train(c), doctest::Contains("/nonexistent/cifar"), Error);
 }
 
-TEST_CASE("train: --conv direct and winograd train the same recipe to nearby losses") {
-  // ResNet-20's 3x3 layers take Winograd by default; --conv direct keeps the direct kernels.
-  // The two round differently, so one step apart the weights differ in the last bits and the
-  // losses stay close; the choice is recorded with the run's settings.
+TEST_CASE("train: --conv direct, winograd2 and winograd train the same recipe to nearby losses") {
+  // ResNet-20's 3x3 layers take Winograd by default (4x4 tiles at 32x32, 16x16 and 8x8);
+  // --conv winograd2 keeps 2x2 tiles and --conv direct the direct kernels. They round
+  // differently, so one step apart the weights differ in the last bits and the losses stay close;
+  // the choice is recorded with the run's settings.
   TempDir tmp;
   TrainConfig c = small_config(tmp.path() + "/wino");
   c.model = "resnet20";
@@ -126,6 +127,10 @@ TEST_CASE("train: --conv direct and winograd train the same recipe to nearby los
   c.limit_train = 128;
   c.limit_test = 64;
   const TrainResult w = train(c);
+  c.out = tmp.path() + "/wino2";
+  c.conv = "winograd2";
+  const TrainResult w2 = train(c);
+  CHECK(conv_winograd_tile() == 0);  // put back after the run
   c.out = tmp.path() + "/direct";
   c.conv = "direct";
   const TrainResult d = train(c);
@@ -133,9 +138,12 @@ TEST_CASE("train: --conv direct and winograd train the same recipe to nearby los
   ConvGeom layer;  // ResNet-20's first stage
   layer.N = 32, layer.C = layer.O = 16, layer.H = layer.W = layer.OH = layer.OW = 32;
   layer.KH = layer.KW = 3, layer.ph = layer.pw = 1;
-  if (conv_winograd_preferred(layer))  // (a build without vector kernels has no Winograd)
+  if (conv_winograd_preferred(layer)) {  // (a build without vector kernels has no Winograd)
     CHECK(w.final_train_loss != d.final_train_loss);  // another kernel really ran
+    CHECK(w.final_train_loss != w2.final_train_loss);
+  }
   CHECK(std::fabs(w.final_train_loss - d.final_train_loss) < 1e-3 * (1 + w.final_train_loss));
+  CHECK(std::fabs(w.final_train_loss - w2.final_train_loss) < 1e-3 * (1 + w.final_train_loss));
   std::ifstream summary(c.out + "/summary.json");
   const nlohmann::json j = nlohmann::json::parse(summary);
   CHECK(j.at("config").at("conv") == "direct");

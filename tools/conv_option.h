@@ -1,7 +1,9 @@
-// `--conv winograd|direct` of the lowbit commands that run convolutions on the CPU: which float32
-// kernels the 3x3 stride-1 layers take (core/cpu/conv_winograd.h). Winograd is the default and
-// the faster; direct keeps the direct kernels' sums, the numbers of runs made before Winograd.
-// One definition, so every command spells and checks it the same way.
+// `--conv winograd|winograd2|winograd4|direct` of the lowbit commands that run convolutions on the
+// CPU: which float32 kernels the 3x3 stride-1 layers take (core/cpu/conv_winograd.h). winograd,
+// the default and the fastest, picks F(4x4, 3x3) or F(2x2, 3x3) by layer; winograd2 and winograd4
+// force one tile size for the forward and data gradient (winograd2: the numbers of runs made
+// before F(4x4) came in); direct keeps the direct kernels' sums, the numbers of runs made before
+// Winograd. One definition, so every command spells and checks it the same way.
 #pragma once
 #include <CLI/CLI.hpp>
 #include <string>
@@ -13,31 +15,37 @@ namespace lowbit {
 
 inline void add_conv_option(CLI::App& app, std::string& conv) {
   app.add_option("--conv", conv,
-                 "CPU 3x3 stride-1 convolutions: winograd (F(2x2,3x3)) or direct (the direct "
-                 "kernels' sums)")
-      ->check(CLI::IsMember({"winograd", "direct"}))
+                 "CPU 3x3 stride-1 convolutions: winograd (F(4x4,3x3) or F(2x2,3x3) by layer), "
+                 "winograd2 or winograd4 (one tile size), or direct (the direct kernels' sums)")
+      ->check(CLI::IsMember({"winograd", "winograd2", "winograd4", "direct"}))
       ->capture_default_str();
 }
 
 inline void apply_conv_option(const std::string& conv) {
-  LB_CHECK(conv == "winograd" || conv == "direct", "--conv: expected winograd or direct, got '",
-           conv, "'");
-  conv_winograd_enabled() = conv == "winograd";
+  LB_CHECK(conv == "winograd" || conv == "winograd2" || conv == "winograd4" || conv == "direct",
+           "--conv: expected winograd, winograd2, winograd4 or direct, got '", conv, "'");
+  conv_winograd_enabled() = conv != "direct";
+  conv_winograd_tile() = conv == "winograd2" ? 2 : conv == "winograd4" ? 4 : 0;
 }
 
 // apply_conv_option for a scope (a train() call inside a longer-lived process, as in the tests):
 // the switch is put back as it was on the way out.
 class ScopedConvOption {
  public:
-  explicit ScopedConvOption(const std::string& conv) : saved_(conv_winograd_enabled()) {
+  explicit ScopedConvOption(const std::string& conv)
+      : saved_(conv_winograd_enabled()), saved_tile_(conv_winograd_tile()) {
     apply_conv_option(conv);
   }
-  ~ScopedConvOption() { conv_winograd_enabled() = saved_; }
+  ~ScopedConvOption() {
+    conv_winograd_enabled() = saved_;
+    conv_winograd_tile() = saved_tile_;
+  }
   ScopedConvOption(const ScopedConvOption&) = delete;
   ScopedConvOption& operator=(const ScopedConvOption&) = delete;
 
  private:
   bool saved_;
+  int saved_tile_;
 };
 
 }  // namespace lowbit

@@ -26,6 +26,7 @@
 
 #include "core/cpu/conv_direct.h"
 #include "core/cpu/conv_util.h"
+#include "core/cpu/conv_winograd4.h"
 #include "core/cpu/conv_winograd_planes.h"
 #include "core/error.h"
 #include "core/parallel.h"
@@ -37,9 +38,15 @@ bool& conv_winograd_enabled() {
   return on;
 }
 
+int& conv_winograd_tile() {
+  static int tile = 0;
+  return tile;
+}
+
 #ifndef LB_SIMD
 
 bool conv_winograd_supported(const ConvGeom&) { return false; }
+int conv_winograd_tile_for(const ConvGeom&) { return 0; }
 bool conv_winograd_preferred(const ConvGeom&) { return false; }
 bool conv_winograd_data_preferred(const ConvGeom&) { return false; }
 bool conv_winograd_weight_preferred(const ConvGeom&) { return false; }
@@ -91,7 +98,8 @@ struct Block {
 // and zeroed per call cost a sixth of the layer's time).
 const float* transform_weights(std::vector<Block>& blocks, const float* w, int64_t O, int64_t C,
                                int64_t max_mr) {
-  float* U = thread_scratch(kScratchWinoWeights, (size_t)(16 * O * C));
+  const int64_t us = odd_lines(O * C);  // between positions (conv_winograd_planes.h)
+  float* U = thread_scratch(kScratchWinoWeights, (size_t)(16 * us));
   const int64_t nblocks = (O + max_mr - 1) / max_mr;
   for (int64_t bi = 0, at = 0; bi < nblocks; ++bi) {
     const int64_t o = bi * O / nblocks, mr = (bi + 1) * O / nblocks - o;
@@ -116,7 +124,7 @@ const float* transform_weights(std::vector<Block>& blocks, const float* w, int64
             const double a0 = gg[r][0], a1 = gg[r][1], a2 = gg[r][2];
             const double u[4] = {a0, 0.5 * (a0 + a1 + a2), 0.5 * (a0 - a1 + a2), a2};
             for (int s = 0; s < 4; ++s)
-              U[(size_t)((r * 4 + s) * O * C + bl.packed + c * bl.mr + i)] = (float)u[s];
+              U[(size_t)((r * 4 + s) * us + bl.packed + c * bl.mr + i)] = (float)u[s];
           }
         }
     }
@@ -167,23 +175,10 @@ void interleave(float* lo, float* hi, V a, V b) {
 #endif
 }
 
-// dst[0 .. n) = src[0 .. n), n <= 2W: a few vector stores (a loop here became a memmove call).
-void copy_floats(float* dst, const float* src, int64_t n) {
-#if LB_SIMD == 512
-  for (int64_t k = 0; k < n; k += W) {
-    const int64_t c = std::min<int64_t>(W, n - k);
-    const __mmask16 m = c == W ? (__mmask16)0xffff : (__mmask16)((1u << c) - 1);
-    _mm512_mask_storeu_ps(dst + k, m, _mm512_maskz_loadu_ps(m, src + k));
-  }
-#else
-  for (int64_t k = 0; k < n; ++k) dst[k] = src[k];
-#endif
-}
-
 // y tiles of channel o = A^T M A + bias for the block's tiles.
-void output_transform(float* y, const float* Mb, const std::vector<std::vector<Run>>& runs,
-                      int64_t o, float bias, const Tiling& t) {
-  const int64_t ps = t.O * t.ld;
+void output_transform(float* y, const float* Mb, int64_t ps,
+                      const std::vector<std::vector<Run>>& runs, int64_t o, float bias,
+                      const Tiling& t) {
   float* yo = y + o * t.OH * t.OW;
   const V vb = Simd::bcast(&bias);
   alignas(64) float row[2][2 * W];
@@ -252,13 +247,14 @@ void winograd_conv(float* y, const float* x, const float* w, const float* b, con
   for (int64_t c = 0; c < g.C; ++c) koff[(size_t)c] = c * t.ld;
   const uint64_t layout = scratch_layout({1, g.C, g.H, g.W, g.ph, g.pw, t.m, t.run});
   const std::vector<BlockPlan> full_pass = plan_blocks(t.m, t);
+  const int64_t vs = slab(g.C, t), ms = slab(g.O, t), us = odd_lines(g.O * g.C);
   conv_for_image_chunks(g.N, g.O * g.C * 16 * ohw / 4, [&](int64_t, int64_t n0, int64_t n1) {
     // The planes' borders must be zero (fill_planes writes only the interiors); V's lanes past a
     // block's last tile are multiplied too, into outputs that are thrown away, so V and M need
     // no clearing.
     float* P = thread_scratch(kScratchWinoPlanes, (size_t)(g.C * 4 * t.run), layout);
-    float* Vb = thread_scratch(kScratchWinoV, (size_t)(16 * g.C * t.ld));
-    float* Mb = thread_scratch(kScratchWinoM, (size_t)(16 * g.O * t.ld));
+    float* Vb = thread_scratch(kScratchWinoV, (size_t)(16 * vs));
+    float* Mb = thread_scratch(kScratchWinoM, (size_t)(16 * ms));
     for (int64_t n = n0; n < n1; n += t.m) {
       const int64_t images = std::min(t.m, n1 - n);
       for (int64_t im = 0; im < images; ++im) fill_planes(P, x + (n + im) * g.C * g.H * g.W, im, t);
@@ -267,18 +263,18 @@ void winograd_conv(float* y, const float* x, const float* w, const float* b, con
       if (images < t.m) short_pass = plan_blocks(images, t);
       for (const BlockPlan& bp : images < t.m ? short_pass : full_pass) {
         const int64_t nt = bp.nt;
-        input_transform(Vb, g.C, P, bp.scan, t);
+        input_transform(Vb, vs, P, bp.scan, t);
         for (int p = 0; p < 16; ++p) {
-          const float* Vp = Vb + p * g.C * t.ld;
-          float* Mp = Mb + p * g.O * t.ld;
-          const float* Up = U + p * g.O * g.C;
+          const float* Vp = Vb + p * vs;
+          float* Mp = Mb + p * ms;
+          const float* Up = U + p * us;
           for (int64_t j = 0; j < nt; j += tile)
             for (const Block& bl : blocks)
               conv_tiles::fwd_tile_fn(bl.mr, nq)(Mp + bl.o * t.ld + j, t.ld, Vp + j, koff.data(),
                                                  g.C, Up + bl.packed, false);
         }
         for (int64_t o = 0; o < g.O; ++o)
-          output_transform(yn, Mb, bp.runs, o, b ? b[o] : 0.0f, t);
+          output_transform(yn, Mb, ms, bp.runs, o, b ? b[o] : 0.0f, t);
       }
       for (int64_t im = 0; ep && im < images; ++im)
         for (int64_t o = 0; o < g.O; ++o)
@@ -316,10 +312,19 @@ bool conv_winograd_weight_preferred(const ConvGeom& g) {
   return conv_winograd_preferred(g) && g.OH * g.OW >= 256;
 }
 
+int conv_winograd_tile_for(const ConvGeom& g) {
+  const int forced = conv_winograd_tile();
+  LB_CHECK(forced == 0 || forced == 2 || forced == 4, "conv2d winograd: output tiles of 2 or 4 "
+           "(0: by geometry), got ", forced);
+  if (forced) return forced;
+  return g.OH >= 8 && g.OW >= 8 ? 4 : 2;
+}
+
 void conv2d_forward_winograd(float* y, const float* x, const float* w, const float* b,
                              const ConvGeom& g, const ConvEpilogue<float>* ep, int tile_nq) {
   LB_CHECK(conv_winograd_supported(g), "conv2d_forward_winograd: not a 3x3 stride-1 convolution "
            "with one group and padding at most 2");
+  if (conv_winograd_tile_for(g) == 4) return winograd4_conv(y, x, w, b, g, ep, tile_nq);
   winograd_conv(y, x, w, b, g, ep, tile_nq);
 }
 
@@ -328,7 +333,9 @@ void conv2d_backward_data_winograd(float* dx, const float* dy, const float* w, c
   LB_CHECK(conv_winograd_supported(g), "conv2d_backward_data_winograd: not a 3x3 stride-1 "
            "convolution with one group and padding at most 2");
   const std::vector<float> wt = conv_data_grad_weights(w, g);
-  winograd_conv(dx, dy, wt.data(), nullptr, conv_data_grad_geom(g), nullptr, tile_nq);
+  const ConvGeom gt = conv_data_grad_geom(g);
+  if (conv_winograd_tile_for(gt) == 4) return winograd4_conv(dx, dy, wt.data(), nullptr, gt, nullptr, tile_nq);
+  winograd_conv(dx, dy, wt.data(), nullptr, gt, nullptr, tile_nq);
 }
 
 #endif  // LB_SIMD

@@ -32,6 +32,12 @@ bool conv_winograd_weight_preferred(const ConvGeom& g);
 // The switch (on by default; `--conv direct` turns it off for runs that must keep the direct
 // kernels' numbers, and the tests use it to compare the two).
 bool& conv_winograd_enabled();
+// Output tiles of the forward and data-gradient kernels: 0 (the default) picks by geometry
+// (conv_winograd_tile_for), 2 forces F(2x2, 3x3) and 4 F(4x4, 3x3) (conv_winograd4.cpp), for
+// runs that must keep one algorithm's numbers and for the tests.
+int& conv_winograd_tile();
+// The tile conv2d_forward_winograd uses for g: the forced one, else 4 where measured faster.
+int conv_winograd_tile_for(const ConvGeom& g);
 
 // The contracts of conv2d_forward_cpu / conv2d_backward_data_cpu (conv_kernels.h). tile_nq as in
 // conv2d_forward_direct (0: the kernels' pick).

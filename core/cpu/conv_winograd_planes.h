@@ -41,16 +41,33 @@ struct Tiling {
 };
 
 
-// The tiles of g on its phase planes (no pass or block sizes yet).
-inline Tiling base_tiling(const ConvGeom& g) {
+// The tiles of g on its phase planes (no pass or block sizes yet), for output tiles r x r: r = 2
+// (F(2x2, 3x3), 4x4 input tiles on 2x2 phase planes) or r = 4 (F(4x4, 3x3), 6x6 input tiles on
+// 4x4 phase planes). Either way element (i, j) of a tile lies within one plane row and column of
+// the tile's position (i / r, j / r <= 1).
+inline Tiling base_tiling(const ConvGeom& g, int64_t r = 2) {
   Tiling t;
   t.C = g.C, t.H = g.H, t.Wd = g.W, t.ph = g.ph, t.pw = g.pw, t.O = g.O, t.OH = g.OH, t.OW = g.OW;
-  t.TH = (g.OH + 1) / 2, t.TW = (g.OW + 1) / 2, t.Wq = t.TW + 1, t.S = (t.TH + 1) * t.Wq;
-  // The padded image (ph + H + ph rows) fits 2 * (TH + 1) rows since OH = H + 2ph - 2; same across.
-  LB_CHECK(g.ph + g.H <= 2 * (t.TH + 1) && g.pw + g.W <= 2 * t.Wq, "conv2d winograd: ", g.H, "x",
-           g.W, " padded by ", g.ph, ",", g.pw, " does not fit ", t.TH, "x", t.TW, " tiles");
+  t.TH = (g.OH + r - 1) / r, t.TW = (g.OW + r - 1) / r, t.Wq = t.TW + 1, t.S = (t.TH + 1) * t.Wq;
+  // The padded image (ph + H + ph rows) fits r * (TH + 1) rows since OH = H + 2ph - 2; same across.
+  LB_CHECK(g.ph + g.H <= r * (t.TH + 1) && g.pw + g.W <= r * t.Wq, "conv2d winograd: ", g.H, "x",
+           g.W, " padded by ", g.ph, ",", g.pw, " does not fit ", t.TH, "x", t.TW, " tiles of ", r,
+           "x", r);
   return t;
 }
+
+// The transforms load or store one vector in each of 16 (F(2x2)) or 36 (F(4x4)) position slabs
+// in a row. Slabs a multiple of 4 KB apart put all those accesses into a few L1 sets and made
+// every store alias the following loads (4K aliasing): at 64 channels the weight transform cost
+// more than the products, and the output transform ran at half speed. So slabs are an odd
+// number of cache lines apart: n floats rounded up to that.
+inline int64_t odd_lines(int64_t n) {
+  constexpr int64_t kLine = 64 / (int64_t)sizeof(float);
+  const int64_t r = round_up(n, kLine);
+  return (r / kLine) % 2 ? r : r + kLine;
+}
+// Floats between the position slabs of a block's V (rows = C) or M (rows = O), and of U (O * C).
+inline int64_t slab(int64_t rows, const Tiling& t) { return odd_lines(rows * t.ld); }
 
 // Sets the pass's plane runs for m images: a block's last vector starts before position m * S
 // and reads W - 1 + Wq + 1 floats past it.
@@ -99,6 +116,19 @@ inline void fill_planes(float* P, const float* x, int64_t im, const Tiling& t) {
     }
 }
 
+// dst[0 .. n) = src[0 .. n): a few vector stores (a loop here became a memmove call).
+inline void copy_floats(float* dst, const float* src, int64_t n) {
+#if LB_SIMD == 512
+  for (int64_t k = 0; k < n; k += W) {
+    const int64_t c = std::min<int64_t>(W, n - k);
+    const __mmask16 m = c == W ? (__mmask16)0xffff : (__mmask16)((1u << c) - 1);
+    _mm512_mask_storeu_ps(dst + k, m, _mm512_maskz_loadu_ps(m, src + k));
+  }
+#else
+  for (int64_t k = 0; k < n; ++k) dst[k] = src[k];
+#endif
+}
+
 // Stores the lanes of v set in mask, packed, at out (which has W floats of room); returns how
 // many.
 inline int store_packed(float* out, V v, unsigned mask) {
@@ -145,11 +175,10 @@ inline BlockScan scan_block(int64_t t0, int64_t t1, const Tiling& t) {
   return b;
 }
 
-// V[p][c][0 .. nt) = (B^T d B)[p] for the block's nt tiles, rows of t.ld floats, position slabs of
-// crows >= C rows.
-inline void input_transform(float* Vb, int64_t crows, const float* P, const BlockScan& scan,
+// V[p][c][0 .. nt) = (B^T d B)[p] for the block's nt tiles, rows of t.ld floats, position slabs
+// ps floats apart (at least C rows).
+inline void input_transform(float* Vb, int64_t ps, const float* P, const BlockScan& scan,
                      const Tiling& t) {
-  const int64_t ps = crows * t.ld;  // between positions
   for (int64_t c = 0; c < t.C; ++c) {
     const float* ph[4];
     for (int a = 0; a < 4; ++a) ph[a] = P + (c * 4 + a) * t.run;
