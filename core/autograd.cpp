@@ -52,6 +52,11 @@ void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
 }
 }  // namespace
 
+bool grad_reusable(const Node& n, const Tensor& g) {
+  return g.defined() && n.grad_hooks.empty() && g.impl_ptr().use_count() == 1 &&
+         g.impl().storage.use_count() == 1 && !g.impl().node && !g.impl().requires_grad;
+}
+
 bool grad_enabled() { return g_grad_enabled; }
 NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }

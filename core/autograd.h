@@ -68,6 +68,13 @@ class NoGradGuard {
 // True when an op with these inputs must record a node.
 bool should_record(const std::vector<Tensor>& inputs);
 
+// For an elementwise backward: true when it may write its input gradient over g, node n's output
+// gradient as the engine handed it over, because nothing else will read g: the engine holds the
+// only reference to its tensor and storage (no other node's pending gradient, no view, no user's
+// handle) and n has no grad hooks (they are shown g after the backward). Saves a fresh tensor's
+// allocation and its first-touch cache misses per call.
+bool grad_reusable(const Node& n, const Tensor& g);
+
 // Records the node for `out` (no-op when should_record is false). Returns `out`.
 Tensor record(Tensor out, const std::string& kind, std::vector<Tensor> inputs,
               std::vector<std::string> input_names, BackwardFn backward);

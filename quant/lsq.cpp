@@ -62,7 +62,11 @@ Tensor lsq_common(const Tensor& x, const Tensor& s, const Tensor* beta, const Ls
   const std::string opname = op;
   BackwardFn bw = [sx, ss, bt, st, opname](const Node& n, const Tensor& gy) {
     const Device d = sx.device();
-    Tensor gx = n.needs_grad(0) ? Tensor::empty(sx.shape(), sx.dtype(), d) : Tensor();
+    // On the CPU, x's gradient overwrites gy where nothing else reads gy (the kernel reads each
+    // gy[i] before it writes gx[i]).
+    Tensor gx;
+    if (n.needs_grad(0))
+      gx = d == Device::cpu && grad_reusable(n, gy) ? gy : Tensor::empty(sx.shape(), sx.dtype(), d);
     Tensor gs = n.needs_grad(1) ? Tensor::empty(ss.shape(), ss.dtype(), d) : Tensor();
     Tensor gb = bt.defined() && n.needs_grad(2) ? Tensor::empty(bt.shape(), bt.dtype(), d) : Tensor();
     if (d == Device::cuda)

@@ -97,17 +97,18 @@ void lsq_forward_cpu(T* y, const T* x, const T* s, const T* beta, int64_t qn, in
   });
 }
 
-// One element of the backward: writes gx[i] when WithGx, adds to the lanes.
+// One element of the backward: writes gx[i] when WithGx, adds to the lanes. go may be gi (the
+// backward writes over its output gradient where nothing else reads it): gi[i] is read first.
 template <class T, bool WithGx>
-inline void lsq_backward_elem(T* __restrict go, const T* __restrict gi, const T* __restrict xi,
+inline void lsq_backward_elem(T* go, const T* gi, const T* __restrict xi,
                               int64_t i, T sc, T off, T lo, T hi, bool clipped, double& as,
                               double& ab) {
-  const T v = (xi[i] - off) / sc;
+  const T g = gi[i], v = (xi[i] - off) / sc;
   const bool below = v <= lo, above = v >= hi;
-  if (WithGx) go[i] = (!clipped || !(below || above)) ? gi[i] : (T)0;
+  if (WithGx) go[i] = (!clipped || !(below || above)) ? g : (T)0;
   const T ds = below ? lo : (above ? hi : round_half_even(v) - v);
-  as += (double)gi[i] * (double)ds;
-  ab += (below || above) ? (double)gi[i] : 0.0;
+  as += (double)g * (double)ds;
+  ab += (below || above) ? (double)g : 0.0;
 }
 
 // One block [b, e) of one channel: lane sums of gy * dx̂/ds and of gy outside the range.
@@ -127,7 +128,7 @@ void lsq_backward_block(T* go, const T* gi, const T* xi, int64_t b, int64_t e, T
   sum_b = lanes_total(ab);
 }
 
-// gx: (C, inner) or null; gs, gbeta: (C) or null, overwritten with grad_scale (beta_scale for
+// gx: (C, inner) or null, may be gy itself; gs, gbeta: (C) or null, overwritten with grad_scale (beta_scale for
 // gbeta) · Σ over the channel. clipped: ∂x̂/∂x = 1[-Q_N < v < Q_P] (LSQ's definition); identity:
 // 1 everywhere (for audits). Sums: kLanes double lanes per block, blocks added in order.
 template <class T>

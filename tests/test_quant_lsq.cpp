@@ -2,6 +2,8 @@
 // even) and beyond the clip; masks and ∂x̂/∂s, ∂x̂/∂β per element; gradient scale; init; errors.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "quant/lsq.h"
 #include "tests/test_quant_util.h"
 
@@ -289,4 +291,26 @@ TEST_CASE("lsq: parameter gradient is the same for any thread count") {
   with_threads(1, [&] { one = run(); });
   with_threads(2, [&] { many = run(); });
   CHECK(one == many);  // bitwise: fixed-size blocks summed in order
+}
+
+TEST_CASE("lsq: a backward that writes x's gradient over its output gradient gives the same bits") {
+  // loss = sum(lsq(x, s) * c): mul's backward hands lsq a fresh gradient that nothing else reads,
+  // so lsq's backward writes x's gradient over it (grad_reusable); a hook on the lsq node keeps
+  // the gradient alive and makes it allocate instead. 111 elements: vector groups and a scalar
+  // tail, many of them clipped (their gradient is zeroed in place after it was read for ∂/∂s).
+  for (DType dt : {DType::f32, DType::f64}) {
+    std::vector<double> gx[2], gs[2];
+    for (int hooked = 0; hooked < 2; ++hooked) {
+      Tensor x = rand_tensor({3, 37}, 21, -12, 12, dt).set_requires_grad(true);
+      Tensor s = Tensor::scalar(0.5, dt).set_requires_grad(true);
+      const Tensor c = rand_tensor({3, 37}, 22, -1, 1, dt);
+      Tensor q = lsq_quantize(x, s, opts(4, true));
+      if (hooked) q.node()->grad_hooks.push_back([](const Node&, const Tensor&, const std::vector<Tensor>&) {});
+      backward(sum(mul(q, c)));
+      gx[hooked] = vals(x.grad()), gs[hooked] = vals(s.grad());
+    }
+    CHECK(gx[0] == gx[1]);
+    CHECK(gs[0] == gs[1]);
+    CHECK(std::count(gx[0].begin(), gx[0].end(), 0.0) > 30);  // the clipped ones
+  }
 }
