@@ -60,10 +60,10 @@ void conv_for_image_chunks(int64_t n, int64_t cost_per_image, F&& fn) {
 // The buffers of thread_scratch, one name each, so that no two kernels that can be live at once
 // (a kernel and the one it calls, or the calling thread's buffer and its chunks') share one.
 enum ScratchSlot : int {
-  kScratchWinoPlanes,     // conv_winograd.cpp, per chunk
+  kScratchWinoPlanes,     // conv_winograd_driver.h (both tile sizes), per chunk
   kScratchWinoV,
   kScratchWinoM,
-  kScratchWinoWeights,    // conv_winograd.cpp, the calling thread: U
+  kScratchWinoWeights,    // conv_winograd_driver.h, the calling thread: U
   kScratchWgradPlanes,    // conv_winograd_wgrad.cpp, per chunk
   kScratchWgradDyPlanes,
   kScratchWgradV,

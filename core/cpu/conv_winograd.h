@@ -1,12 +1,15 @@
-// Winograd F(2x2, 3x3) for float32 3x3 stride-1 convolutions (Lavin & Gray, "Fast Algorithms for
-// Convolutional Neural Networks", 2016; the definitions are in conv_winograd.cpp).
+// Winograd F(2x2, 3x3) and F(4x4, 3x3) for float32 3x3 stride-1 convolutions (Lavin & Gray, "Fast
+// Algorithms for Convolutional Neural Networks", 2016; the definitions are in conv_winograd.cpp
+// and conv_winograd4.cpp).
 //
 // Why: a 2x2 block of outputs of a 3x3 convolution costs 36 multiply-adds per (input, output)
 // channel pair done directly, 16 in the Winograd domain: 2.25x fewer. The price is transforms of
 // the input tiles (4x4, overlapping by 2), the weights and the outputs, made of additions only, and
 // a float32 rounding that differs from the direct sum (the transforms' coefficients are 0, +-1 and
 // +-1/2; the tests bound it against float64). ResNet-20 and the CIFAR ResNets are almost all
-// stride-1 3x3 layers, which is where these kernels go.
+// stride-1 3x3 layers, which is where these kernels go. F(4x4, 3x3) takes the forward and data
+// gradient from 8x8 outputs up: 36 products per 4x4 tile, 2.25 an output against F(2x2)'s 4, for
+// larger transforms (coefficients up to 8 and 1/24) and a larger rounding error.
 //
 // The data gradient of such a layer is again one (conv_data_grad_geom), so it runs on the same
 // forward kernel with the flipped, transposed weights. The weight gradient runs the transposed
