@@ -23,14 +23,20 @@ const char* const kEngineRow = "autograd engine";
 const char* const kAccumulateRow = "grad accumulate";
 std::atomic<int64_t> g_node_seq{0};
 
-// True when nothing but the slot holds its tensor or the tensor's storage, so adding into it in
-// place cannot change a value anyone else reads. An op may hand one tensor to several inputs
-// (add's backward returns g for both), a backward may return a view or a detached saved tensor,
-// and a user may hold a leaf's gradient: all of those raise a count.
+// True when the one reference p names a plain tensor that nothing else holds, nor its storage, so
+// writing into it cannot change a value anyone else reads. An op may hand one tensor to several
+// inputs (add's backward returns g for both), a backward may return a view or a detached saved
+// tensor, and a user may hold a leaf's gradient: all of those raise a count. (So a tensor passing
+// this shares no storage with any other, g included.)
+bool only_holder(const std::shared_ptr<TensorImpl>& p) {
+  return p.use_count() == 1 && p->storage && p->storage.use_count() == 1 && !p->node &&
+         !p->requires_grad;
+}
+
+// The slot's tensor can take g added in place.
 bool sole_owner(const std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
-  return slot.use_count() == 1 && slot->storage && slot->storage.use_count() == 1 &&
-         !slot->node && !slot->requires_grad && slot->dtype == g.dtype() && slot->shape == g.shape() &&
-         slot->storage->device == g.device() && slot->storage != g.impl().storage;
+  return only_holder(slot) && slot->dtype == g.dtype() && slot->shape == g.shape() &&
+         slot->storage->device == g.device();
 }
 
 // Adds g into the slot. The first gradient is kept as it is (no copy: most slots receive exactly
@@ -53,8 +59,7 @@ void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
 }  // namespace
 
 bool grad_reusable(const Node& n, const Tensor& g) {
-  return g.defined() && n.grad_hooks.empty() && g.impl_ptr().use_count() == 1 &&
-         g.impl().storage.use_count() == 1 && !g.impl().node && !g.impl().requires_grad;
+  return g.defined() && n.grad_hooks.empty() && only_holder(g.impl_ptr());
 }
 
 bool grad_enabled() { return g_grad_enabled; }

@@ -128,7 +128,8 @@ void lsq_backward_block(T* go, const T* gi, const T* xi, int64_t b, int64_t e, T
   sum_b = lanes_total(ab);
 }
 
-// gx: (C, inner) or null, may be gy itself; gs, gbeta: (C) or null, overwritten with grad_scale (beta_scale for
+// gx: (C, inner) or null, may be gy itself;
+// gs, gbeta: (C) or null, overwritten with grad_scale (beta_scale for
 // gbeta) · Σ over the channel. clipped: ∂x̂/∂x = 1[-Q_N < v < Q_P] (LSQ's definition); identity:
 // 1 everywhere (for audits). Sums: kLanes double lanes per block, blocks added in order.
 template <class T>

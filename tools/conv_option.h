@@ -6,23 +6,31 @@
 // Winograd. One definition, so every command spells and checks it the same way.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "core/cpu/conv_winograd.h"
 #include "core/error.h"
 
 namespace lowbit {
 
+inline const std::vector<std::string>& conv_choices() {
+  static const std::vector<std::string> v{"winograd", "winograd2", "winograd4", "direct"};
+  return v;
+}
+
 inline void add_conv_option(CLI::App& app, std::string& conv) {
   app.add_option("--conv", conv,
                  "CPU 3x3 stride-1 convolutions: winograd (F(4x4,3x3) or F(2x2,3x3) by layer), "
                  "winograd2 or winograd4 (one tile size), or direct (the direct kernels' sums)")
-      ->check(CLI::IsMember({"winograd", "winograd2", "winograd4", "direct"}))
+      ->check(CLI::IsMember(conv_choices()))
       ->capture_default_str();
 }
 
 inline void apply_conv_option(const std::string& conv) {
-  LB_CHECK(conv == "winograd" || conv == "winograd2" || conv == "winograd4" || conv == "direct",
+  const auto& c = conv_choices();
+  LB_CHECK(std::find(c.begin(), c.end(), conv) != c.end(),
            "--conv: expected winograd, winograd2, winograd4 or direct, got '", conv, "'");
   conv_winograd_enabled() = conv != "direct";
   conv_winograd_tile() = conv == "winograd2" ? 2 : conv == "winograd4" ? 4 : 0;

@@ -1,5 +1,6 @@
 // General conv2d kernels: float32 convolutions go to Winograd F(4x4, 3x3) or F(2x2, 3x3)
-// (conv_winograd.h: 3x3 stride 1, forward and data gradient; F(3x3, 2x2) for the weight gradient) or the direct kernels of conv_direct.h where those are
+// (conv_winograd.h: 3x3 stride 1, forward and data gradient; F(3x3, 2x2) for the weight
+// gradient) or the direct kernels of conv_direct.h where those are
 // faster (conv_direct_preferred; small 1x1 ones regrouped, conv_1x1_packed.cpp);
 // everything else runs im2col + GEMM (the GEMM on a
 // (C/groups*KH*KW, OH*OW) column matrix per group), col2im for the data gradient. The batch is

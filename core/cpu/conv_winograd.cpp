@@ -65,25 +65,9 @@ namespace {
 
 using namespace winograd;
 
-// lo = lanes 0 .. W/2 of a and b interleaved (a0 b0 a1 b1 ...), hi = lanes W/2 .. W likewise.
-void interleave2(V* out, V a, V b) {
-#if LB_SIMD == 512
-  const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i ih = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  out[0] = _mm512_permutex2var_ps(a, il, b);
-  out[1] = _mm512_permutex2var_ps(a, ih, b);
-#else
-  alignas(32) float ta[W], tb[W], o[2 * W];
-  Simd::store(ta, a), Simd::store(tb, b);
-  for (int l = 0; l < W; ++l) o[2 * l] = ta[l], o[2 * l + 1] = tb[l];
-  out[0] = Simd::load(o), out[1] = Simd::load(o + W);
-#endif
-}
-
 // F(2x2, 3x3): the transforms for the driver (conv_winograd_driver.h).
 struct F2 {
   static constexpr int R = 2;
-  static constexpr int64_t kTag = 1;
   static void gvec(double g0, double g1, double g2, double* u) {  // G times a 3-vector
     u[0] = g0, u[1] = 0.5 * (g0 + g1 + g2), u[2] = 0.5 * (g0 - g1 + g2), u[3] = g2;
   }
@@ -157,12 +141,20 @@ int conv_winograd_tile_for(const ConvGeom& g) {
   return g.OH >= 8 && g.OW >= 8 ? 4 : 2;
 }
 
+namespace {
+// The forward kernel of the tile size g takes (the forward and the data gradient alike).
+void forward_by_tile(float* y, const float* x, const float* w, const float* b, const ConvGeom& g,
+                     const ConvEpilogue<float>* ep, int tile_nq) {
+  if (conv_winograd_tile_for(g) == 4) return winograd4_conv(y, x, w, b, g, ep, tile_nq);
+  winograd::forward<F2>(y, x, w, b, g, ep, tile_nq);
+}
+}  // namespace
+
 void conv2d_forward_winograd(float* y, const float* x, const float* w, const float* b,
                              const ConvGeom& g, const ConvEpilogue<float>* ep, int tile_nq) {
   LB_CHECK(conv_winograd_supported(g), "conv2d_forward_winograd: not a 3x3 stride-1 convolution "
            "with one group and padding at most 2");
-  if (conv_winograd_tile_for(g) == 4) return winograd4_conv(y, x, w, b, g, ep, tile_nq);
-  winograd::forward<F2>(y, x, w, b, g, ep, tile_nq);
+  forward_by_tile(y, x, w, b, g, ep, tile_nq);
 }
 
 void conv2d_backward_data_winograd(float* dx, const float* dy, const float* w, const ConvGeom& g,
@@ -170,9 +162,7 @@ void conv2d_backward_data_winograd(float* dx, const float* dy, const float* w, c
   LB_CHECK(conv_winograd_supported(g), "conv2d_backward_data_winograd: not a 3x3 stride-1 "
            "convolution with one group and padding at most 2");
   const std::vector<float> wt = conv_data_grad_weights(w, g);
-  const ConvGeom gt = conv_data_grad_geom(g);
-  if (conv_winograd_tile_for(gt) == 4) return winograd4_conv(dx, dy, wt.data(), nullptr, gt, nullptr, tile_nq);
-  winograd::forward<F2>(dx, dy, wt.data(), nullptr, gt, nullptr, tile_nq);
+  forward_by_tile(dx, dy, wt.data(), nullptr, conv_data_grad_geom(g), nullptr, tile_nq);
 }
 
 #endif  // LB_SIMD

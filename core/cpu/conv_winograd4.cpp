@@ -21,13 +21,8 @@
 // (i, j) of tile (th, tw) sits in phase (i % 4, j % 4) at (th + i/4, tw + j/4).
 #include "core/cpu/conv_winograd4.h"
 
-#include <algorithm>
-#include <vector>
-
 #include "core/cpu/conv_winograd_driver.h"
 #include "core/cpu/conv_winograd_planes.h"
-#include "core/error.h"
-#include "core/parallel.h"
 
 namespace lowbit {
 
@@ -159,12 +154,11 @@ void input_transform4(float* Vb, int64_t ps, const float* P, const BlockScan& sc
 // out[4l + k] = y_k[l] for the W lanes: 4W floats, as 4 vectors.
 void interleave4(V* out, V y0, V y1, V y2, V y3) {
 #if LB_SIMD == 512
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  const __m512d p0 = _mm512_castps_pd(_mm512_permutex2var_ps(y0, lo, y1));
-  const __m512d p1 = _mm512_castps_pd(_mm512_permutex2var_ps(y0, hi, y1));
-  const __m512d q0 = _mm512_castps_pd(_mm512_permutex2var_ps(y2, lo, y3));
-  const __m512d q1 = _mm512_castps_pd(_mm512_permutex2var_ps(y2, hi, y3));
+  V p[2], q[2];  // pairs (y0, y1) and (y2, y3) interleaved, then the pairs as 64-bit elements
+  interleave2(p, y0, y1);
+  interleave2(q, y2, y3);
+  const __m512d p0 = _mm512_castps_pd(p[0]), p1 = _mm512_castps_pd(p[1]);
+  const __m512d q0 = _mm512_castps_pd(q[0]), q1 = _mm512_castps_pd(q[1]);
   const __m512i dlo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
   const __m512i dhi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
   out[0] = _mm512_castpd_ps(_mm512_permutex2var_pd(p0, dlo, q0));
@@ -193,7 +187,6 @@ inline void output_rows(V* y, const V* m, V two, V four, V eight) {
 // F(4x4, 3x3): the transforms for the driver (conv_winograd_driver.h).
 struct F4 {
   static constexpr int R = 4;
-  static constexpr int64_t kTag = 4;
   // G times a 3-vector; products by the reciprocals, not divisions (54 divisions a weight made the
   // transform of a 64-channel layer cost as much as its input transforms).
   static void gvec(double g0, double g1, double g2, double* u) {

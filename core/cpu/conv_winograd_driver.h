@@ -4,7 +4,6 @@
 // transforms as a policy class:
 //   struct Alg {
 //     static constexpr int R;      // output tile R x R (input tile R + 2), phases R x R
-//     static constexpr int64_t kTag;  // tells the two planes' layouts apart in thread_scratch
 //     static void gvec(double g0, double g1, double g2, double* u);  // u = G g, R + 2 values
 //     static void fill_planes(float* P, const float* x, int64_t im, const Tiling& t);
 //     static void input_transform(float* Vb, int64_t ps, const float* P, const BlockScan& s,
@@ -61,14 +60,13 @@ struct Block {
 };
 
 // U_p = (G g G^T)[p] for every (o, c), computed in double and rounded once, then packed per
-// position for the register tile: blocks of at most max_mr channels, equal in size; positions
-// odd_lines(O * C) floats apart. U comes from the calling thread's scratch (16 MB at 512
+// position for the register tile: blocks of at most max_mr channels, equal in size; positions us
+// floats apart (odd_lines(O * C)). U comes from the calling thread's scratch (16 MB at 512
 // channels, which allocated and zeroed per call cost a sixth of the layer's time).
 template <class Alg>
 const float* transform_weights(std::vector<Block>& blocks, const float* w, int64_t O, int64_t C,
-                               int64_t max_mr) {
+                               int64_t max_mr, int64_t us) {
   constexpr int A = Alg::R + 2;
-  const int64_t us = odd_lines(O * C);
   float* U = thread_scratch(kScratchWinoWeights, (size_t)(A * A * us));
   const int64_t nblocks = (O + max_mr - 1) / max_mr;
   for (int64_t bi = 0, at = 0; bi < nblocks; ++bi) {
@@ -133,6 +131,21 @@ inline RunsOfBlock block_runs(int64_t t0, int64_t nt, int R, const Tiling& t) {
   return runs;
 }
 
+// out[0] = lanes 0 .. W/2 of a and b interleaved (a0 b0 a1 b1 ...), out[1] = lanes W/2 .. W.
+inline void interleave2(V* out, V a, V b) {
+#if LB_SIMD == 512
+  const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i ih = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  out[0] = _mm512_permutex2var_ps(a, il, b);
+  out[1] = _mm512_permutex2var_ps(a, ih, b);
+#else
+  alignas(32) float ta[W], tb[W], o[2 * W];
+  Simd::store(ta, a), Simd::store(tb, b);
+  for (int l = 0; l < W; ++l) o[2 * l] = ta[l], o[2 * l + 1] = tb[l];
+  out[0] = Simd::load(o), out[1] = Simd::load(o + W);
+#endif
+}
+
 // Stores output row i of one vector's tiles into channel plane yo: out holds R vectors, tile lane
 // l's R outputs at floats [R*l, R*l + R). Direct runs go straight to y (a buffer and a copy per
 // run made the output transform of 32x32 layers 5% slower), the others through `row` (R * W
@@ -186,13 +199,14 @@ void forward(float* y, const float* x, const float* w, const float* b, const Con
   const Tiling t = make_tiling(g, R, chunk_images, force_nq);
   const int nq = (int)t.nq;
   const int64_t tile = nq * W, ohw = g.OH * g.OW;
+  const int64_t vs = slab(g.C, t), ms = slab(g.O, t), us = odd_lines(g.O * g.C);
   std::vector<Block> blocks;
-  const float* U = transform_weights<Alg>(blocks, w, g.O, g.C, conv_tiles::max_mr(nq));
+  const float* U = transform_weights<Alg>(blocks, w, g.O, g.C, conv_tiles::max_mr(nq), us);
   std::vector<int64_t> koff((size_t)g.C);
   for (int64_t c = 0; c < g.C; ++c) koff[(size_t)c] = c * t.ld;
-  const uint64_t layout = scratch_layout({Alg::kTag, g.C, g.H, g.W, g.ph, g.pw, t.m, t.run});
+  // R tells the two tile sizes' plane layouts apart (their zero borders differ).
+  const uint64_t layout = scratch_layout({R, g.C, g.H, g.W, g.ph, g.pw, t.m, t.run});
   const std::vector<BlockPlan> full_pass = plan_blocks(t.m, R, t);
-  const int64_t vs = slab(g.C, t), ms = slab(g.O, t), us = odd_lines(g.O * g.C);
   conv_for_image_chunks(g.N, g.O * g.C * kPos * ohw / (R * R), [&](int64_t, int64_t n0, int64_t n1) {
     // The planes' borders must be zero (fill_planes writes only the interiors); V's lanes past a
     // block's last tile are multiplied too, into outputs that are thrown away, so V and M need

@@ -195,7 +195,8 @@ void winograd_wgrad(float* dw, const float* dy, const float* x, const ConvGeom& 
         fill_planes(P, x + (n + im) * g.C * g.H * g.W, im, t);
         fill_dy_planes(Pe, dy + (n + im) * g.O * g.OH * g.OW, im, t);
       }
-      input_transform(Vb, C4 * t.ld, P, scan_block(0, nt, t), t);  // slabs back to back: the dot products read them as one
+      // Slabs back to back (not odd_lines apart): the dot products read them as one.
+      input_transform(Vb, C4 * t.ld, P, scan_block(0, nt, t), t);
       // The lanes past nt up to the vector end must add nothing: dy's planes there are zeroed
       // (they may hold an earlier pass's images), and so are V's (an earlier call's values,
       // perhaps not finite).
