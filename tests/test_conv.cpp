@@ -221,6 +221,8 @@ TEST_CASE("conv2d: direct float32 kernels agree with float64 im2col + gemm") {
   // multiple of the vector width, groups, dilation, asymmetric kernels and padding from 0 up to
   // the kernel extent; every forward tile width (1 .. conv_direct_max_tile_nq() position
   // vectors) as well as the one the kernels pick.
+  // Plain 1x1 layers whose positions fill whole tiles (8x8, 4x8) run on x and y in place;
+  // 35 and 61 output channels leave a remainder after the gradient's 16 x 16 transposes.
   // Stride 2 (phase planes) for the forward and weight gradient only: the data gradient of a
   // strided convolution is not a convolution and stays on im2col.
   struct Geo {
@@ -231,7 +233,8 @@ TEST_CASE("conv2d: direct float32 kernels agree with float64 im2col + gemm") {
               {2, 2, 10, 3, 3, 5, 1, 4, 0, 1, 1, 1, 1, 1},   {3, 16, 32, 32, 32, 3, 3, 1, 1, 1, 1, 1, 2, 2},
               {2, 5, 9, 8, 7, 3, 3, 1, 2, 1, 2, 1, 2, 1},    {2, 4, 11, 10, 6, 3, 2, 3, 0, 2, 1, 2, 3, 2},
               {2, 6, 7, 7, 5, 1, 1, 0, 0, 1, 1, 1, 2, 2},    {2, 7, 9, 11, 61, 3, 3, 1, 1, 1, 1, 1, 1, 1},
-              {2, 9, 6, 10, 20, 1, 1, 0, 0, 1, 1, 1, 1, 1}};
+              {2, 9, 6, 10, 20, 1, 1, 0, 0, 1, 1, 1, 1, 1},  {3, 20, 8, 8, 35, 1, 1, 0, 0, 1, 1, 1, 1, 1},
+              {2, 8, 4, 8, 12, 1, 1, 0, 0, 1, 1, 2, 1, 1}};
   uint64_t seed = 50;
   for (const Geo& e : geos) {
     ConvGeom g;

@@ -69,7 +69,8 @@ void conv2d_backward_weight_direct(float*, const float*, const float*, const Con
 namespace {
 
 using conv_tiles::W;
-constexpr int64_t kWgradImages = 8;        // weight gradient: images per pass
+constexpr int64_t kWgradImages = 8;        // weight gradient: images per pass, at most,
+constexpr int64_t kWgradPassBytes = 1 << 20;  // and their planes and dT about this much (L2)
 constexpr int64_t kPassO = 96;             // forward: output channels per pass
 constexpr int64_t kPassBytes = 160 << 10;  // forward: packed weights per pass (fits L2)
 
@@ -176,6 +177,83 @@ std::vector<Block> pack_weights(std::vector<float>& packed, const float* w, int6
   return blocks;
 }
 
+bool is_plain_1x1(const ConvGeom& g) {
+  return g.KH == 1 && g.KW == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+}
+
+// Whether the grid of g is its image: a plain 1x1 layer (stride 1, no padding, so Wp = W and no
+// tap reaches past a position) whose positions fill whole tiles and need no read slack, so that
+// x's planes and y's are the grid's (conv_on_grid, conv2d_backward_weight_direct).
+bool grid_is_image(const ConvGeom& g, const Grid& gr) {
+  return is_plain_1x1(g) && gr.Qr == gr.Q && gr.plane == g.H * g.W;
+}
+
+// dst[p * ld + o] = src[o * n + p] for o < rows, p < n: dy's channel rows to position-major
+// rows. Element by element down a row of dT, every store went to its own cache line, lines ld
+// floats apart, and that scatter took twice as long as the weight gradient's multiply-adds.
+// Instead 16 x 16 blocks are transposed in registers (AVX-512), the rest in blocks of 16
+// positions whose 16 destination lines stay in L1 while the channels fill them.
+#if LB_SIMD == 512
+// The 16 x 16 block at src (rows n floats apart) transposed to dst (rows ld apart): interleave
+// pairs of rows, then pairs of pairs (giving 4 x 4 transposes in each 128-bit lane), then gather
+// each column's four 128-bit pieces with two rounds of lane shuffles.
+// (The maskz forms with every lane set: the plain ones pass GCC 12 an undefined vector that its
+// -Wuninitialized reports.)
+void transpose16(float* dst, int64_t ld, const float* src, int64_t n) {
+  constexpr __mmask16 all = 0xFFFF;
+  __m512 t[16], u[16];
+  for (int k = 0; k < 8; ++k) {
+    const __m512 a = _mm512_loadu_ps(src + 2 * k * n), b = _mm512_loadu_ps(src + (2 * k + 1) * n);
+    t[2 * k] = _mm512_maskz_unpacklo_ps(all, a, b);
+    t[2 * k + 1] = _mm512_maskz_unpackhi_ps(all, a, b);
+  }
+  for (int k = 0; k < 4; ++k) {  // u[4k + j], lane L: column 4L + j of rows 4k .. 4k + 3
+    u[4 * k + 0] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
+    u[4 * k + 1] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0xEE);
+    u[4 * k + 2] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+    u[4 * k + 3] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512 v0 = _mm512_maskz_shuffle_f32x4(all, u[j], u[4 + j], 0x88);  // lanes 0, 2 of each
+    const __m512 v1 = _mm512_maskz_shuffle_f32x4(all, u[j], u[4 + j], 0xDD);  // lanes 1, 3
+    const __m512 w0 = _mm512_maskz_shuffle_f32x4(all, u[8 + j], u[12 + j], 0x88);
+    const __m512 w1 = _mm512_maskz_shuffle_f32x4(all, u[8 + j], u[12 + j], 0xDD);
+    _mm512_storeu_ps(dst + j * ld, _mm512_maskz_shuffle_f32x4(all, v0, w0, 0x88));
+    _mm512_storeu_ps(dst + (4 + j) * ld, _mm512_maskz_shuffle_f32x4(all, v1, w1, 0x88));
+    _mm512_storeu_ps(dst + (8 + j) * ld, _mm512_maskz_shuffle_f32x4(all, v0, w0, 0xDD));
+    _mm512_storeu_ps(dst + (12 + j) * ld, _mm512_maskz_shuffle_f32x4(all, v1, w1, 0xDD));
+  }
+}
+#endif
+
+void transpose_to_lanes(float* __restrict dst, int64_t ld, const float* __restrict src,
+                        int64_t rows, int64_t n) {
+  constexpr int64_t kSpan = 16;
+  int64_t o0 = 0;
+#if LB_SIMD == 512
+  for (; o0 + 16 <= rows; o0 += 16) {
+    int64_t p0 = 0;
+    for (; p0 + 16 <= n; p0 += 16) transpose16(dst + p0 * ld + o0, ld, src + o0 * n + p0, n);
+    for (int64_t o = o0; o < o0 + 16; ++o)
+      for (int64_t p = p0; p < n; ++p) dst[p * ld + o] = src[o * n + p];
+  }
+#endif
+  for (int64_t p0 = 0; p0 < n; p0 += kSpan) {
+    const int64_t p1 = std::min(n, p0 + kSpan);
+    for (int64_t o = o0; o < rows; ++o)
+      for (int64_t p = p0; p < p1; ++p) dst[p * ld + o] = src[o * n + p];
+  }
+}
+
+// Images per weight-gradient pass, each per_image floats of planes and transposed dy: every tile
+// streams the whole pass, once per (taps, channel vectors) block, so the pass should stay in L2.
+// (ShuffleNetV2's 116->116 16x16: 4.4 ms per call with 4 images, 5.2-5.4 with 8. Half a MB was
+// a little faster still, 4.1 ms, but would regroup ResNet-20's stride-2 sums and change its bits.)
+int64_t wgrad_images(int64_t per_image) {
+  const int64_t fit = kWgradPassBytes / (per_image * (int64_t)sizeof(float));
+  return std::max<int64_t>(1, std::min<int64_t>(kWgradImages, fit));
+}
+
 // Position vectors per forward tile for a layer (conv_tiles::pick_nq over its grid).
 int pick_tile_nq(const ConvGeom& g, int force_nq) {
   return conv_tiles::pick_nq(g.O / g.groups, grid_positions(g), force_nq);
@@ -194,10 +272,20 @@ void conv_on_grid(float* y, const float* x, const float* w, const float* b, cons
   const std::vector<int64_t> koff = tap_offsets(cg, g, gr);
   std::vector<float> packed;
   const std::vector<Block> blocks = pack_weights(packed, w, g.O, g.groups, K, max_mr);
+  // A plain 1x1 layer whose positions fill whole tiles: its grid is the image itself (no
+  // padding, no thrown-away columns, no slack), so the tiles read x and write y where they lie,
+  // skipping the copies in and out (a quarter of ShuffleNetV2's 1x1 time). The same sums in
+  // the same order: the same bits.
+  const bool in_place = grid_is_image(g, gr);
   conv_for_image_chunks(g.N, g.O * K * ohw, [&](int64_t, int64_t n0, int64_t n1) {
-    std::vector<float> xp((size_t)(g.C * gr.cstride), 0.0f), yg((size_t)(g.O * gr.Qr));
+    std::vector<float> xbuf, ybuf;
+    if (!in_place) xbuf.assign((size_t)(g.C * gr.cstride), 0.0f), ybuf.resize((size_t)(g.O * gr.Qr));
     for (int64_t n = n0; n < n1; ++n) {
-      fill_planes(xp.data(), x + n * g.C * g.H * g.W, gr);
+      const float* xn = x + n * g.C * g.H * g.W;
+      float* yn = y + n * g.O * ohw;
+      const float* xp = in_place ? xn : xbuf.data();
+      float* yg = in_place ? yn : ybuf.data();
+      if (!in_place) fill_planes(xbuf.data(), xn, gr);
       // Cache blocking: a pass takes a group of channel blocks (at most kPassO channels) and a
       // range of taps whose packed weights fit in kPassBytes (L2); inside it positions run
       // outer and channel blocks inner, so the taps x tile input window is read from L1 by every
@@ -213,16 +301,16 @@ void conv_on_grid(float* y, const float* x, const float* w, const float* b, cons
             for (size_t bi = b0; bi < b1; ++bi) {
               const Block& bl = blocks[bi];
               conv_tiles::fwd_tile_fn(bl.mr, nq)(
-                  yg.data() + bl.o * gr.Qr + q, gr.Qr, xp.data() + bl.group * cg * gr.cstride + q,
+                  yg + bl.o * gr.Qr + q, gr.Qr, xp + bl.group * cg * gr.cstride + q,
                   koff.data() + k0, kn, packed.data() + bl.packed + k0 * bl.mr, k0 > 0);
             }
         }
       }
-      float* yn = y + n * g.O * ohw;
       for (int64_t o = 0; o < g.O; ++o) {
+        // + bias even when there is none (+ 0.0f turns a -0 sum into +0, as it always has).
         const float bias = b ? b[o] : 0.0f;
         for (int64_t oh = 0; oh < g.OH; ++oh) {
-          const float* src = yg.data() + o * gr.Qr + oh * gr.Wp;
+          const float* src = yg + o * gr.Qr + oh * gr.Wp;
           float* dst = yn + (o * g.OH + oh) * g.OW;
           for (int64_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow] + bias;
         }
@@ -242,9 +330,6 @@ bool conv_direct_data_supported(const ConvGeom& g) {
 }
 
 namespace {
-bool is_plain_1x1(const ConvGeom& g) {
-  return g.KH == 1 && g.KW == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
-}
 // Below 8x8 outputs the grid's thrown-away columns and rounding cost more than im2col saves.
 bool big_enough(const ConvGeom& g) { return g.OH * g.OW >= 64; }
 }  // namespace
@@ -286,33 +371,33 @@ void conv2d_backward_weight_direct(float* dw, const float* dy, const float* x, c
   const int64_t asize = g.groups * K * opad;
   const std::vector<int64_t> koff = tap_offsets(cg, g, gr);
   const int64_t chunks = conv_image_chunks(g.N);
+  const bool in_place = grid_is_image(g, gr);
   // Each chunk sums its images into its own transposed buffer; the buffers are added in chunk
   // order at the end, so the bits depend on the thread count only.
   std::unique_ptr<float[]> partial(new float[(size_t)(chunks * asize)]);  // each chunk zeroes its own
   conv_for_image_chunks(g.N, g.O * K * ohw, [&](int64_t chunk, int64_t n0, int64_t n1) {
     float* acc = partial.get() + chunk * asize;
     std::fill(acc, acc + asize, 0.0f);
-    // Up to kWgradImages images per pass: a tile's sums run over all their positions before
-    // they are added to acc (small images would otherwise pay that addition per image).
+    // Up to kWgradImages images per pass (wgrad_images): a tile's sums run over all their
+    // positions before they are added to acc (small images would otherwise pay that addition per
+    // image).
     // The padding channels of dT stay zero, so their (discarded) sums stay zero too.
     const int64_t xs = g.C * gr.cstride, ds = g.groups * ohw * opad;
-    const int64_t nb = std::min<int64_t>(kWgradImages, n1 - n0);
-    std::vector<float> xp((size_t)(nb * xs), 0.0f), dT((size_t)(nb * ds), 0.0f);
+    const int64_t nb = std::min<int64_t>(wgrad_images(xs + ds), n1 - n0);
+    // x's images are their own planes where the grid is the image (then xs = C*H*W).
+    std::vector<float> xbuf(in_place ? 0 : (size_t)(nb * xs), 0.0f), dT((size_t)(nb * ds), 0.0f);
     for (int64_t n = n0; n < n1; n += nb) {
       const int64_t m = std::min(nb, n1 - n);
+      const float* xp = in_place ? x + n * xs : xbuf.data();
       for (int64_t im = 0; im < m; ++im) {
-        fill_planes(xp.data() + im * xs, x + (n + im) * g.C * g.H * g.W, gr);
+        if (!in_place) fill_planes(xbuf.data() + im * xs, x + (n + im) * g.C * g.H * g.W, gr);
         const float* dyn = dy + (n + im) * g.O * ohw;
         for (int64_t gi = 0; gi < g.groups; ++gi)
-          for (int64_t o = 0; o < og; ++o) {
-            const float* src = dyn + (gi * og + o) * ohw;
-            float* dst = dT.data() + im * ds + gi * ohw * opad + o;
-            for (int64_t p = 0; p < ohw; ++p) dst[p * opad] = src[p];
-          }
+          transpose_to_lanes(dT.data() + im * ds + gi * ohw * opad, opad, dyn + gi * og * ohw, og, ohw);
       }
       const conv_tiles::WgradPositions ps{m, xs, ds, g.OH, g.OW, gr.Wp};
       for (int64_t gi = 0; gi < g.groups; ++gi) {
-        const float* xg = xp.data() + gi * cg * gr.cstride;
+        const float* xg = xp + gi * cg * gr.cstride;
         const float* dg = dT.data() + gi * ohw * opad;
         float* ag = acc + gi * K * opad;
         for (int64_t o = 0; o < opad;) {
