@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/autograd.h"
+#include "core/cpu/conv_depthwise_lanes.h"
 #include "core/cpu/conv_direct.h"
 #include "core/cpu/conv_kernels.h"
 #include "core/cpu/conv_util.h"
@@ -167,15 +168,24 @@ TEST_CASE("conv2d: asymmetric options, 1x1 kernels and depthwise with channel mu
 TEST_CASE("conv2d: direct depthwise kernels agree with im2col + gemm") {
   // Every stride runs on phase planes; the data gradient gathers at stride 1 with padding up to
   // d*(k-1) and scatters otherwise (strides, and the padding 3 > 2 of the last geometry).
+  // float32 with one filter per channel runs on the channels-in-lanes kernels where the build has
+  // them (conv_depthwise_lanes.h), checked against float64 and, bit for bit, against the plane
+  // kernels; 37 channels make two full blocks of 16 and a partial one, 16 columns a row that is
+  // transposed straight into place.
   struct S {
     int64_t sh, sw, ph, pw, kh;
   };
+  struct Size {
+    int64_t C, H, W;
+  };
+  for (const Size& sz : {Size{5, 9, 8}, Size{37, 6, 16}})
   for (int64_t m : {1, 2})
     for (const S& st : {S{2, 1, 1, 2, 3}, S{1, 1, 1, 2, 3}, S{2, 2, 1, 1, 3}, S{3, 2, 2, 1, 3},
                         S{2, 2, 0, 0, 2}, S{1, 1, 3, 2, 3}, S{2, 3, 1, 1, 3}}) {
       const int64_t sh = st.sh;
       ConvGeom g;
-      g.N = 3, g.C = 5, g.H = 9, g.W = 8, g.O = 5 * m, g.KH = st.kh, g.KW = 3, g.groups = 5;
+      g.N = 3, g.C = sz.C, g.H = sz.H, g.W = sz.W, g.O = sz.C * m, g.KH = st.kh, g.KW = 3;
+      g.groups = sz.C;
       g.sh = st.sh, g.sw = st.sw, g.ph = st.ph, g.pw = st.pw, g.dh = 1, g.dw = 2;
       g.OH = conv_out_size(g.H, g.KH, g.sh, g.ph, g.dh);
       g.OW = conv_out_size(g.W, g.KW, g.sw, g.pw, g.dw);
@@ -197,7 +207,8 @@ TEST_CASE("conv2d: direct depthwise kernels agree with im2col + gemm") {
         for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::fabs(a[i] - r[i]));
         return d;
       };
-      INFO("multiplier ", m, " stride ", sh, "x", st.sw, " padding ", st.ph, "x", st.pw);
+      INFO(g.C, " channels ", g.H, "x", g.W, " multiplier ", m, " stride ", sh, "x", st.sw,
+           " padding ", st.ph, "x", st.pw);
       CHECK(close(y1, y2) < 1e-12);
       CHECK(close(dx1, dx2) < 1e-12);
       CHECK(close(dw1, dw2) < 1e-12);
@@ -212,6 +223,20 @@ TEST_CASE("conv2d: direct depthwise kernels agree with im2col + gemm") {
       CHECK(close(to_d(yf), y1) < 1e-5);
       CHECK(close(to_d(dxf), dx1) < 1e-5);
       CHECK(close(to_d(dwf), dw1) < 1e-4);
+      CHECK(dw_lanes_supported(g) == (m == 1 && dw_lanes_preferred(g)));
+      if (!dw_lanes_preferred(g)) continue;
+      // The plane kernels: the same sums in the same order for the forward and data gradient,
+      // but with fused multiply-adds (one rounding per tap, where the plane kernels round twice);
+      // the weight gradient sums in another order.
+      std::vector<float> yp(ny), dxp(x.size()), dwp(w.size());
+      dw_lanes_off() = true;
+      depthwise_conv2d_forward_cpu(yp.data(), xf.data(), wf.data(), bf.data(), g);
+      depthwise_conv2d_backward_data_cpu(dxp.data(), dyf.data(), wf.data(), g);
+      depthwise_conv2d_backward_weight_cpu(dwp.data(), dyf.data(), xf.data(), g);
+      dw_lanes_off() = false;
+      CHECK(close(to_d(yp), to_d(yf)) < 2e-6);
+      CHECK(close(to_d(dxp), to_d(dxf)) < 2e-6);
+      CHECK(close(to_d(dwp), to_d(dwf)) < 1e-5);
     }
 }
 

@@ -4,8 +4,10 @@
 // Same math as conv_kernels.cpp: y[n,o,i,j] = b[o] +
 // sum_{kh,kw} w[o,0,kh,kw] * x[n, o/m, i*sh - ph + kh*dh, j*sw - pw + kw*dw].
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
+#include "core/cpu/conv_depthwise_lanes.h"
 #include "core/cpu/conv_kernels.h"
 #include "core/cpu/lane_sums.h"
 #include "core/cpu/conv_util.h"
@@ -263,6 +265,8 @@ void dw_backward_weight_grid(T* dw, const T* dy, const T* x, const ConvGeom& g) 
 template <class T>
 void depthwise_conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom& g,
                                   const ConvEpilogue<T>* ep) {
+  if constexpr (std::is_same_v<T, float>)
+    if (dw_lanes_preferred(g)) return dw_lanes_forward(y, x, w, b, g, ep);
   dw_forward_grid(y, x, w, b, g, ep);
 }
 
@@ -270,6 +274,8 @@ void depthwise_conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, cons
 // no two tasks write the same element and the order of the additions is fixed.
 template <class T>
 void depthwise_conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g) {
+  if constexpr (std::is_same_v<T, float>)
+    if (dw_lanes_data_preferred(g)) return dw_lanes_backward_data(dx, dy, w, g);
   if (dw_data_gathers(g)) return dw_backward_data_gather(dx, dy, w, g);
   dw_backward_data_scatter(dx, dy, w, g);
 }
@@ -278,6 +284,8 @@ void depthwise_conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const Co
 // then taps), so the result does not depend on the thread count at all.
 template <class T>
 void depthwise_conv2d_backward_weight_cpu(T* dw, const T* dy, const T* x, const ConvGeom& g) {
+  if constexpr (std::is_same_v<T, float>)
+    if (dw_lanes_preferred(g)) return dw_lanes_backward_weight(dw, dy, x, g);
   dw_backward_weight_grid(dw, dy, x, g);
 }
 

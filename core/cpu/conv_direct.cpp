@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/cpu/conv_util.h"
+#include "core/cpu/transpose.h"
 #include "core/error.h"
 #include "core/cpu/simd.h"
 
@@ -188,63 +189,6 @@ bool grid_is_image(const ConvGeom& g, const Grid& gr) {
   return is_plain_1x1(g) && gr.Qr == gr.Q && gr.plane == g.H * g.W;
 }
 
-// dst[p * ld + o] = src[o * n + p] for o < rows, p < n: dy's channel rows to position-major
-// rows. Element by element down a row of dT, every store went to its own cache line, lines ld
-// floats apart, and that scatter took twice as long as the weight gradient's multiply-adds.
-// Instead 16 x 16 blocks are transposed in registers (AVX-512), the rest in blocks of 16
-// positions whose 16 destination lines stay in L1 while the channels fill them.
-#if LB_SIMD == 512
-// The 16 x 16 block at src (rows n floats apart) transposed to dst (rows ld apart): interleave
-// pairs of rows, then pairs of pairs (giving 4 x 4 transposes in each 128-bit lane), then gather
-// each column's four 128-bit pieces with two rounds of lane shuffles.
-// (The maskz forms with every lane set: the plain ones pass GCC 12 an undefined vector that its
-// -Wuninitialized reports.)
-void transpose16(float* dst, int64_t ld, const float* src, int64_t n) {
-  constexpr __mmask16 all = 0xFFFF;
-  __m512 t[16], u[16];
-  for (int k = 0; k < 8; ++k) {
-    const __m512 a = _mm512_loadu_ps(src + 2 * k * n), b = _mm512_loadu_ps(src + (2 * k + 1) * n);
-    t[2 * k] = _mm512_maskz_unpacklo_ps(all, a, b);
-    t[2 * k + 1] = _mm512_maskz_unpackhi_ps(all, a, b);
-  }
-  for (int k = 0; k < 4; ++k) {  // u[4k + j], lane L: column 4L + j of rows 4k .. 4k + 3
-    u[4 * k + 0] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
-    u[4 * k + 1] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0xEE);
-    u[4 * k + 2] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
-    u[4 * k + 3] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
-  }
-  for (int j = 0; j < 4; ++j) {
-    const __m512 v0 = _mm512_maskz_shuffle_f32x4(all, u[j], u[4 + j], 0x88);  // lanes 0, 2 of each
-    const __m512 v1 = _mm512_maskz_shuffle_f32x4(all, u[j], u[4 + j], 0xDD);  // lanes 1, 3
-    const __m512 w0 = _mm512_maskz_shuffle_f32x4(all, u[8 + j], u[12 + j], 0x88);
-    const __m512 w1 = _mm512_maskz_shuffle_f32x4(all, u[8 + j], u[12 + j], 0xDD);
-    _mm512_storeu_ps(dst + j * ld, _mm512_maskz_shuffle_f32x4(all, v0, w0, 0x88));
-    _mm512_storeu_ps(dst + (4 + j) * ld, _mm512_maskz_shuffle_f32x4(all, v1, w1, 0x88));
-    _mm512_storeu_ps(dst + (8 + j) * ld, _mm512_maskz_shuffle_f32x4(all, v0, w0, 0xDD));
-    _mm512_storeu_ps(dst + (12 + j) * ld, _mm512_maskz_shuffle_f32x4(all, v1, w1, 0xDD));
-  }
-}
-#endif
-
-void transpose_to_lanes(float* __restrict dst, int64_t ld, const float* __restrict src,
-                        int64_t rows, int64_t n) {
-  constexpr int64_t kSpan = 16;
-  int64_t o0 = 0;
-#if LB_SIMD == 512
-  for (; o0 + 16 <= rows; o0 += 16) {
-    int64_t p0 = 0;
-    for (; p0 + 16 <= n; p0 += 16) transpose16(dst + p0 * ld + o0, ld, src + o0 * n + p0, n);
-    for (int64_t o = o0; o < o0 + 16; ++o)
-      for (int64_t p = p0; p < n; ++p) dst[p * ld + o] = src[o * n + p];
-  }
-#endif
-  for (int64_t p0 = 0; p0 < n; p0 += kSpan) {
-    const int64_t p1 = std::min(n, p0 + kSpan);
-    for (int64_t o = o0; o < rows; ++o)
-      for (int64_t p = p0; p < p1; ++p) dst[p * ld + o] = src[o * n + p];
-  }
-}
-
 // Images per weight-gradient pass, each per_image floats of planes and transposed dy: every tile
 // streams the whole pass, once per (taps, channel vectors) block, so the pass should stay in L2.
 // (ShuffleNetV2's 116->116 16x16: 4.4 ms per call with 4 images, 5.2-5.4 with 8. Half a MB was
@@ -393,7 +337,7 @@ void conv2d_backward_weight_direct(float* dw, const float* dy, const float* x, c
         if (!in_place) fill_planes(xbuf.data() + im * xs, x + (n + im) * g.C * g.H * g.W, gr);
         const float* dyn = dy + (n + im) * g.O * ohw;
         for (int64_t gi = 0; gi < g.groups; ++gi)
-          transpose_to_lanes(dT.data() + im * ds + gi * ohw * opad, opad, dyn + gi * og * ohw, og, ohw);
+          transpose(dT.data() + im * ds + gi * ohw * opad, opad, dyn + gi * og * ohw, ohw, og, ohw);
       }
       const conv_tiles::WgradPositions ps{m, xs, ds, g.OH, g.OW, gr.Wp};
       for (int64_t gi = 0; gi < g.groups; ++gi) {

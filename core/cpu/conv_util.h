@@ -71,6 +71,9 @@ enum ScratchSlot : int {
   kScratchWgradSums,      // conv_winograd_wgrad.cpp, the calling thread: the chunks' sums
   kScratchPackedIn,       // conv_1x1_packed.cpp, the calling thread (around the direct kernels)
   kScratchPackedOut,
+  kScratchDwIn,           // conv_depthwise_lanes.cpp, per task: channels in lanes
+  kScratchDwTmp,
+  kScratchDwOut,
   kScratchSlots
 };
 

@@ -1,0 +1,330 @@
+// Depthwise convolutions with one filter per channel (O = C = groups), float32, AVX-512: sixteen
+// channels in the vector lanes (conv_depthwise_lanes.h).
+//
+// Why: the plane kernels (conv_depthwise_kernels.cpp) work one (image, channel) plane at a time,
+// and at ShuffleNetV2's 8x8 and 4x4 planes a plane is 64 or 16 outputs, 36 or 9 vector
+// multiply-adds, so the copies in and out and the loop set-up around them cost several times the
+// arithmetic (5-40 GFLOP/s). Here a task takes sixteen channels of one image and transposes them
+// so that each position's sixteen values are one vector (core/cpu/transpose.h). A tap is then one
+// multiply-add per output position, whatever the plane size, and the padding is skipped by
+// clipping each position's tap range instead of copying the plane into a zero border.
+//
+// The sums run in the plane kernels' order (forward: taps in (kh, kw) order from the bias, the
+// zero border included; data gradient at stride 1: the flipped taps from zero; at other strides:
+// tap by tap onto zero), but each tap is one fused multiply-add where they round the product and
+// the sum separately: the values agree to float rounding, not bit for bit. The weight gradient
+// sums each image's positions in float and the images in order in double, so its bits depend on
+// neither the thread count nor the schedule.
+#include "core/cpu/conv_depthwise_lanes.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "core/cpu/conv_util.h"
+#include "core/cpu/simd.h"
+#include "core/cpu/transpose.h"
+#include "core/error.h"
+
+namespace lowbit {
+
+bool& dw_lanes_off() {
+  static bool off = false;
+  return off;
+}
+
+bool dw_lanes_preferred(const ConvGeom& g) { return !dw_lanes_off() && dw_lanes_supported(g); }
+
+bool dw_lanes_data_preferred(const ConvGeom& g) {
+  return dw_lanes_preferred(g) && ((g.sh == 1 && g.sw == 1) || g.H * g.W <= 256);
+}
+
+#if LB_SIMD != 512
+
+bool dw_lanes_supported(const ConvGeom&) { return false; }
+void dw_lanes_forward(float*, const float*, const float*, const float*, const ConvGeom&,
+                      const ConvEpilogue<float>*) {
+  LB_FAIL("depthwise conv2d (channels in lanes): needs a build with AVX-512");
+}
+namespace {
+
+// For strides above 1: per input row (column), the kernel rows (columns) k and output rows
+// (columns) o with o*s - p + k*d = the input's, k ascending (the order the plane kernels' scatter
+// adds the taps in).
+std::vector<std::vector<std::pair<int64_t, int64_t>>> taps_reaching(int64_t in, int64_t out,
+                                                                    int64_t s, int64_t p, int64_t k,
+                                                                    int64_t d) {
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> r((size_t)in);
+  for (int64_t i = 0; i < in; ++i)
+    for (int64_t kk = 0; kk < k; ++kk) {
+      const int64_t num = i + p - kk * d;
+      if (num >= 0 && num % s == 0 && num / s < out) r[(size_t)i].push_back({kk, num / s});
+    }
+  return r;
+}
+
+}  // namespace
+
+void dw_lanes_backward_data(float* dx, const float* dy, const float* w, const ConvGeom& g) {
+  LB_CHECK(dw_lanes_supported(g), "depthwise conv2d (channels in lanes): needs O = C = groups");
+  const int64_t hw = g.H * g.W, ohw = g.OH * g.OW, taps = g.KH * g.KW, nb = blocks(g);
+  // Stride 1 with padding at most the kernel's reach: dx is the forward of dy padded by
+  // d*(k-1) - p with the taps flipped. Otherwise each input position gathers the taps that
+  // reached it (tap lists per row and per column), in tap order.
+  const bool padded = g.sh == 1 && g.sw == 1 && g.ph <= g.dh * (g.KH - 1) && g.pw <= g.dw * (g.KW - 1);
+  const Padded pdy(g.OH, g.OW, padded ? g.dh * (g.KH - 1) - g.ph : 0,
+                   padded ? g.dw * (g.KW - 1) - g.pw : 0, 0, 0);
+  const std::vector<int64_t> off = tap_offsets(g, pdy.Wp);
+  const auto rows = taps_reaching(g.H, g.OH, g.sh, g.ph, g.KH, g.dh);
+  const auto cols = taps_reaching(g.W, g.OW, g.sw, g.pw, g.KW, g.dw);
+  std::vector<float> wts((size_t)(nb * taps * L));
+  for (int64_t cb = 0; cb < nb; ++cb)
+    block_weights(wts.data() + cb * taps * L, w, cb * L, std::min(L, g.C - cb * L), taps, padded);
+  const uint64_t layout = scratch_layout({32, pdy.Hp, pdy.Wp, pdy.ph, pdy.pw});
+  parallel_for(g.N * nb, ohw * taps * L, [&](int64_t t0, int64_t t1) {
+    float* dyp = thread_scratch(kScratchDwIn, (size_t)pdy.floats(), layout);  // border zero
+    float* tmp = thread_scratch(kScratchDwTmp, (size_t)(std::max(hw, ohw) * L));
+    float* dxh = thread_scratch(kScratchDwOut, (size_t)(hw * L));
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t n = task / nb, cb = task % nb, c0 = cb * L, nc = std::min(L, g.C - c0);
+      fill(dyp, pdy, dy + (n * g.C + c0) * ohw, nc, tmp);
+      const float* wt = wts.data() + cb * taps * L;
+      if (padded) {
+        conv_lanes_any(dxh, g.H, g.W, dyp, pdy.Wp, 1, 1, off.data(), wt, taps, Simd::zero());
+      } else {
+        for (int64_t i = 0; i < g.H; ++i)
+          for (int64_t j = 0; j < g.W; ++j) {
+            V acc = Simd::zero();
+            for (const auto& [kh, oh] : rows[(size_t)i])
+              for (const auto& [kw, ow] : cols[(size_t)j])
+                acc = Simd::fma(Simd::load(wt + (kh * g.KW + kw) * L),
+                                Simd::load(dyp + (oh * g.OW + ow) * L), acc);
+            Simd::store(dxh + (i * g.W + j) * L, acc);
+          }
+      }
+      transpose(dx + (n * g.C + c0) * hw, hw, dxh, L, hw, nc);
+    }
+  });
+}
+
+void dw_lanes_backward_weight(float*, const float*, const float*, const ConvGeom&) {
+  LB_FAIL("depthwise conv2d (channels in lanes): needs a build with AVX-512");
+}
+
+#else
+
+namespace {
+
+using V = Simd::V;
+constexpr int64_t L = Simd::kWidth;  // channels per task
+constexpr int64_t kMaxTaps = 25;     // the weight gradient keeps one vector per tap
+
+int64_t blocks(const ConvGeom& g) { return (g.C + L - 1) / L; }
+
+// Channel block c0 of the weights (O, 1, KH, KW), tap-major: wt[t * L + l] = w[c0 + l][t], zero
+// past the last channel; flip: the taps in reverse order (the data gradient's gather).
+void block_weights(float* wt, const float* w, int64_t c0, int64_t nc, int64_t taps, bool flip) {
+  std::fill(wt, wt + taps * L, 0.0f);
+  for (int64_t l = 0; l < nc; ++l)
+    for (int64_t t = 0; t < taps; ++t) wt[(flip ? taps - 1 - t : t) * L + l] = w[(c0 + l) * taps + t];
+}
+
+// A plane of h x w positions inside a zero border of ph rows and pw columns, 16 channels per
+// position: the layout all three kernels compute on, so that no tap needs a bounds check.
+struct Padded {
+  int64_t h, w, ph, pw, Hp, Wp;
+  Padded(int64_t h_, int64_t w_, int64_t ph_, int64_t pw_, int64_t extra_h, int64_t extra_w)
+      : h(h_), w(w_), ph(ph_), pw(pw_), Hp(h_ + 2 * ph_ + extra_h), Wp(w_ + 2 * pw_ + extra_w) {}
+  int64_t floats() const { return Hp * Wp * L; }
+  float* at(float* p, int64_t i, int64_t j) const { return p + ((i + ph) * Wp + j + pw) * L; }
+};
+
+// Fills the interior of pd's buffer p with channels [c0, c0 + nc) of one image's (C, h*w) planes
+// src (lanes past nc keep what they held: they are computed and never stored). Rows of whole
+// 16-position blocks are transposed straight into place; narrower ones through tmp (h*w*L).
+void fill(float* p, const Padded& pd, const float* src, int64_t nc, float* tmp) {
+  const int64_t hw = pd.h * pd.w;
+  if (pd.w % 16 == 0) {
+    for (int64_t i = 0; i < pd.h; ++i) transpose(pd.at(p, i, 0), L, src + i * pd.w, hw, nc, pd.w);
+    return;
+  }
+  transpose(tmp, L, src, hw, nc, hw);
+  for (int64_t i = 0; i < pd.h; ++i)
+    std::copy(tmp + i * pd.w * L, tmp + (i + 1) * pd.w * L, pd.at(p, i, 0));
+}
+
+// out[(i * ow + j) * L ..] = init + sum over taps t (in order) of wt[t] * in[(i*sh*Wp + j*sw)*L +
+// off[t]], i < oh, j < ow: a convolution of a padded buffer, K taps fixed at compile time (their
+// weights then stay in registers) or K = 0 for any number.
+template <int K>
+void conv_lanes(float* out, int64_t oh, int64_t ow, const float* in, int64_t Wp, int64_t sh,
+                int64_t sw, const int64_t* off, const float* wt, int64_t taps, V init) {
+  V wv[K > 0 ? K : 1];
+  int64_t o[K > 0 ? K : 1];
+  if constexpr (K > 0)
+    for (int t = 0; t < K; ++t) wv[t] = Simd::load(wt + t * L), o[t] = off[t];
+  for (int64_t i = 0; i < oh; ++i)
+    for (int64_t j = 0; j < ow; ++j) {
+      const float* base = in + (i * sh * Wp + j * sw) * L;
+      V acc = init;
+      if constexpr (K > 0) {
+#pragma GCC unroll 25
+        for (int t = 0; t < K; ++t) acc = Simd::fma(wv[t], Simd::load(base + o[t]), acc);
+      } else {
+        for (int64_t t = 0; t < taps; ++t)
+          acc = Simd::fma(Simd::load(wt + t * L), Simd::load(base + off[t]), acc);
+      }
+      Simd::store(out + (i * ow + j) * L, acc);
+    }
+}
+
+void conv_lanes_any(float* out, int64_t oh, int64_t ow, const float* in, int64_t Wp, int64_t sh,
+                    int64_t sw, const int64_t* off, const float* wt, int64_t taps, V init) {
+  if (taps == 9) return conv_lanes<9>(out, oh, ow, in, Wp, sh, sw, off, wt, taps, init);
+  conv_lanes<0>(out, oh, ow, in, Wp, sh, sw, off, wt, taps, init);
+}
+
+// Offsets of the taps (kh, kw) in a padded buffer of row width Wp, in (kh, kw) order.
+std::vector<int64_t> tap_offsets(const ConvGeom& g, int64_t Wp) {
+  std::vector<int64_t> off;
+  for (int64_t kh = 0; kh < g.KH; ++kh)
+    for (int64_t kw = 0; kw < g.KW; ++kw) off.push_back((kh * g.dh * Wp + kw * g.dw) * L);
+  return off;
+}
+
+// Rows and columns the strided output grid reads past the padded input (the last output's taps
+// may reach beyond it when (H + 2p - extent) is not a multiple of the stride: never, for valid
+// geometries, but the buffer is sized for the grid's reach all the same).
+int64_t reach(int64_t out, int64_t s, int64_t k, int64_t d, int64_t in_padded) {
+  return std::max<int64_t>(0, (out - 1) * s + (k - 1) * d + 1 - in_padded);
+}
+
+}  // namespace
+
+bool dw_lanes_supported(const ConvGeom& g) {
+  return g.groups == g.C && g.O == g.C && g.KH * g.KW <= kMaxTaps;
+}
+
+void dw_lanes_forward(float* y, const float* x, const float* w, const float* b, const ConvGeom& g,
+                      const ConvEpilogue<float>* ep) {
+  LB_CHECK(dw_lanes_supported(g), "depthwise conv2d (channels in lanes): needs O = C = groups");
+  const int64_t hw = g.H * g.W, ohw = g.OH * g.OW, taps = g.KH * g.KW, nb = blocks(g);
+  const Padded pd(g.H, g.W, g.ph, g.pw, reach(g.OH, g.sh, g.KH, g.dh, g.H + 2 * g.ph),
+                  reach(g.OW, g.sw, g.KW, g.dw, g.W + 2 * g.pw));
+  const std::vector<int64_t> off = tap_offsets(g, pd.Wp);
+  std::vector<float> wts((size_t)(nb * taps * L)), bias((size_t)(nb * L), 0.0f);
+  for (int64_t cb = 0; cb < nb; ++cb) {
+    const int64_t c0 = cb * L, nc = std::min(L, g.C - c0);
+    block_weights(wts.data() + cb * taps * L, w, c0, nc, taps, false);
+    if (b) std::copy(b + c0, b + c0 + nc, bias.data() + cb * L);
+  }
+  const uint64_t layout = scratch_layout({31, pd.Hp, pd.Wp, g.ph, g.pw});
+  parallel_for(g.N * nb, ohw * taps * L, [&](int64_t t0, int64_t t1) {
+    float* xp = thread_scratch(kScratchDwIn, (size_t)pd.floats(), layout);  // border zero
+    float* tmp = thread_scratch(kScratchDwTmp, (size_t)(std::max(hw, ohw) * L));
+    float* yh = thread_scratch(kScratchDwOut, (size_t)(ohw * L));
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t n = task / nb, cb = task % nb, c0 = cb * L, nc = std::min(L, g.C - c0);
+      fill(xp, pd, x + (n * g.C + c0) * hw, nc, tmp);
+      conv_lanes_any(yh, g.OH, g.OW, xp, pd.Wp, g.sh, g.sw, off.data(), wts.data() + cb * taps * L,
+                     taps, Simd::load(bias.data() + cb * L));
+      float* yn = y + (n * g.C + c0) * ohw;
+      transpose(yn, ohw, yh, L, ohw, nc);
+      for (int64_t l = 0; l < nc; ++l) conv_epilogue_plane(yn + l * ohw, ohw, ep, n, c0 + l, g.O);
+    }
+  });
+}
+
+void dw_lanes_backward_data(float* dx, const float* dy, const float* w, const ConvGeom& g) {
+  LB_CHECK(dw_lanes_supported(g), "depthwise conv2d (channels in lanes): needs O = C = groups");
+  const int64_t hw = g.H * g.W, ohw = g.OH * g.OW, taps = g.KH * g.KW, nb = blocks(g);
+  // Stride 1 with padding at most the kernel's reach: dx is the forward of dy padded by
+  // d*(k-1) - p with the taps flipped (a gather, no read-modify-write). Otherwise each tap adds
+  // w * dy onto a padded dx, tap after tap (a scatter), whose interior is then read out.
+  const bool gather = g.sh == 1 && g.sw == 1 && g.ph <= g.dh * (g.KH - 1) && g.pw <= g.dw * (g.KW - 1);
+  const Padded pdy(g.OH, g.OW, gather ? g.dh * (g.KH - 1) - g.ph : 0,
+                   gather ? g.dw * (g.KW - 1) - g.pw : 0, 0, 0);
+  const Padded pdx(g.H, g.W, g.ph, g.pw, reach(g.OH, g.sh, g.KH, g.dh, g.H + 2 * g.ph),
+                   reach(g.OW, g.sw, g.KW, g.dw, g.W + 2 * g.pw));
+  const std::vector<int64_t> off = tap_offsets(g, gather ? pdy.Wp : pdx.Wp);
+  std::vector<float> wts((size_t)(nb * taps * L));
+  for (int64_t cb = 0; cb < nb; ++cb)
+    block_weights(wts.data() + cb * taps * L, w, cb * L, std::min(L, g.C - cb * L), taps, gather);
+  const uint64_t layout = scratch_layout({32, pdy.Hp, pdy.Wp, pdy.ph, pdy.pw});
+  parallel_for(g.N * nb, ohw * taps * L, [&](int64_t t0, int64_t t1) {
+    float* dyp = thread_scratch(kScratchDwIn, (size_t)pdy.floats(), layout);  // border zero
+    float* tmp = thread_scratch(kScratchDwTmp, (size_t)(std::max(hw, ohw) * L));
+    float* dxh = thread_scratch(kScratchDwOut, (size_t)(gather ? hw * L : pdx.floats()));
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t n = task / nb, cb = task % nb, c0 = cb * L, nc = std::min(L, g.C - c0);
+      fill(dyp, pdy, dy + (n * g.C + c0) * ohw, nc, tmp);
+      const float* wt = wts.data() + cb * taps * L;
+      float* dxn = dx + (n * g.C + c0) * hw;
+      if (gather) {
+        conv_lanes_any(dxh, g.H, g.W, dyp, pdy.Wp, 1, 1, off.data(), wt, taps, Simd::zero());
+        transpose(dxn, hw, dxh, L, hw, nc);
+        continue;
+      }
+      std::fill(dxh, dxh + pdx.floats(), 0.0f);
+      for (int64_t t = 0; t < taps; ++t) {
+        const V wv = Simd::load(wt + t * L);
+        for (int64_t i = 0; i < g.OH; ++i)
+          for (int64_t j = 0; j < g.OW; ++j) {
+            float* p = dxh + (i * g.sh * pdx.Wp + j * g.sw) * L + off[(size_t)t];
+            Simd::store(p, Simd::fma(wv, Simd::load(dyp + (i * g.OW + j) * L), Simd::load(p)));
+          }
+      }
+      for (int64_t i = 0; i < g.H; ++i)
+        std::copy(pdx.at(dxh, i, 0), pdx.at(dxh, i, 0) + g.W * L, tmp + i * g.W * L);
+      transpose(dxn, hw, tmp, L, hw, nc);
+    }
+  });
+}
+
+void dw_lanes_backward_weight(float* dw, const float* dy, const float* x, const ConvGeom& g) {
+  LB_CHECK(dw_lanes_supported(g), "depthwise conv2d (channels in lanes): needs O = C = groups");
+  const int64_t hw = g.H * g.W, ohw = g.OH * g.OW, taps = g.KH * g.KW, nb = blocks(g);
+  const Padded pd(g.H, g.W, g.ph, g.pw, reach(g.OH, g.sh, g.KH, g.dh, g.H + 2 * g.ph),
+                  reach(g.OW, g.sw, g.KW, g.dw, g.W + 2 * g.pw));
+  const std::vector<int64_t> off = tap_offsets(g, pd.Wp);
+  const uint64_t layout = scratch_layout({33, pd.Hp, pd.Wp, g.ph, g.pw});
+  // One channel block per task, all images in order: the sums never depend on the thread count.
+  parallel_for(nb, g.N * ohw * taps * L, [&](int64_t b0, int64_t b1) {
+    float* xp = thread_scratch(kScratchDwIn, (size_t)pd.floats(), layout);  // border zero
+    float* tmp = thread_scratch(kScratchDwTmp, (size_t)(std::max(hw, ohw) * L));
+    float* dyh = thread_scratch(kScratchDwOut, (size_t)(ohw * L));
+    for (int64_t cb = b0; cb < b1; ++cb) {
+      const int64_t c0 = cb * L, nc = std::min(L, g.C - c0);
+      double total[kMaxTaps][L] = {};
+      for (int64_t n = 0; n < g.N; ++n) {
+        fill(xp, pd, x + (n * g.C + c0) * hw, nc, tmp);
+        transpose(dyh, L, dy + (n * g.C + c0) * ohw, ohw, nc, ohw);
+        // This image's sums in float, taps x lanes (in registers for 3x3 kernels).
+        V acc[kMaxTaps];
+        for (int64_t t = 0; t < taps; ++t) acc[t] = Simd::zero();
+        for (int64_t i = 0; i < g.OH; ++i)
+          for (int64_t j = 0; j < g.OW; ++j) {
+            const V d = Simd::load(dyh + (i * g.OW + j) * L);
+            const float* base = xp + (i * g.sh * pd.Wp + j * g.sw) * L;
+            if (taps == 9) {
+#pragma GCC unroll 9
+              for (int t = 0; t < 9; ++t) acc[t] = Simd::fma(d, Simd::load(base + off[(size_t)t]), acc[t]);
+            } else {
+              for (int64_t t = 0; t < taps; ++t)
+                acc[t] = Simd::fma(d, Simd::load(base + off[(size_t)t]), acc[t]);
+            }
+          }
+        alignas(64) float part[L];
+        for (int64_t t = 0; t < taps; ++t) {
+          Simd::store(part, acc[t]);
+          for (int64_t l = 0; l < L; ++l) total[t][l] += (double)part[l];
+        }
+      }
+      for (int64_t l = 0; l < nc; ++l)
+        for (int64_t t = 0; t < taps; ++t) dw[(c0 + l) * taps + t] = (float)total[t][l];
+    }
+  });
+}
+
+#endif  // LB_SIMD == 512
+
+}  // namespace lowbit
