@@ -7,8 +7,11 @@
 #include <cstring>
 
 #include "core/autograd.h"
+#include "core/cpu/lane_sums.h"
+#include "core/cpu/norm_kernels.h"
 #include "core/ops.h"
 #include "core/parallel.h"
+#include "core/rng.h"
 #include "tests/gradcheck.h"
 
 using namespace lowbit;
@@ -244,4 +247,51 @@ TEST_CASE("batch_norm2d: bad inputs name the op and the shapes") {
   CHECK_THROWS_AS(batch_norm2d(Tensor::zeros({2, 3, 1, 1}, DType::f64), c3, c3, rm, rv, true, 0.1, 0.0),
                   Error);
   CHECK(rm.to_vector<double>() == std::vector<double>{0, 0, 0});
+}
+
+TEST_CASE("batch norm kernels: the sums are each row's double lanes, bit for bit") {
+  // The kernels sum several rows at once in vector registers (core/cpu/norm_kernels.cpp); each
+  // row must still be its kLanes double lanes, added in lane order, then the rows of a channel
+  // in batch order. 7 images x 3 channels (21 rows: groups of four and a remainder, whichever
+  // way the threads split them), rows of 37 values (whole lane groups and a tail).
+  const int64_t n = 7, c = 3, hw = 37;
+  std::vector<float> x((size_t)(n * c * hw)), dy(x.size()), y(x.size()), dx(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    x[i] = 2 * rng_uniform_f(91, 1, i) - 1 + 0.3f;
+    dy[i] = 2 * rng_uniform_f(92, 1, i) - 1;
+  }
+  auto row_lanes = [&](int64_t r, auto term) {
+    double a[kLanes] = {};
+    for (int64_t j = 0; j < hw; ++j) a[j % kLanes] += term(r * hw + j);
+    return lanes_total(a);
+  };
+  std::vector<double> mean((size_t)c), var((size_t)c), invstd((size_t)c), dg((size_t)c), db((size_t)c);
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    batch_norm_stats_cpu(mean.data(), var.data(), x.data(), n, c, hw);
+    batch_norm_invstd(invstd.data(), var.data(), c, 1e-5);
+    std::vector<float> gamma = {1.f, 0.5f, 2.f}, beta = {0.f, 0.1f, -0.2f};
+    batch_norm_forward_cpu(y.data(), x.data(), mean.data(), invstd.data(), gamma.data(),
+                           beta.data(), n, c, hw, FusedAct::relu);
+    batch_norm_backward_cpu(dx.data(), dg.data(), db.data(), dy.data(), x.data(), mean.data(),
+                            invstd.data(), gamma.data(), true, n, c, hw, y.data(), FusedAct::relu);
+    for (int64_t ch = 0; ch < c; ++ch) {
+      double s = 0, ss = 0, sg = 0, sgx = 0;
+      for (int64_t b = 0; b < n; ++b) {
+        const int64_t r = b * c + ch;
+        s += row_lanes(r, [&](int64_t i) { return (double)x[(size_t)i]; });
+        ss += row_lanes(r, [&](int64_t i) { return (double)x[(size_t)i] * (double)x[(size_t)i]; });
+        auto g = [&](int64_t i) { return y[(size_t)i] > 0 ? (double)dy[(size_t)i] : 0.0; };
+        sg += row_lanes(r, g);
+        sgx += row_lanes(r, [&](int64_t i) { return g(i) * ((double)x[(size_t)i] - mean[(size_t)ch]); });
+      }
+      const double mu = s / (double)(n * hw);
+      INFO(threads, " thread(s), channel ", ch);
+      CHECK(mean[(size_t)ch] == mu);
+      CHECK(var[(size_t)ch] == std::max(0.0, ss / (double)(n * hw) - mu * mu));
+      CHECK(db[(size_t)ch] == sg);
+      CHECK(dg[(size_t)ch] == sgx * invstd[(size_t)ch]);
+    }
+  }
+  set_num_threads(0);
 }

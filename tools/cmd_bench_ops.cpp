@@ -1,6 +1,6 @@
 // `lowbit bench-ops`: times the conv2d kernels (forward, backward-data, backward-weight) at every
-// distinct conv shape of CIFAR ResNet-20, its final linear layer, and a plain SGEMM for OpenBLAS's
-// own rate. Rate = 2 * multiply-adds / median time. Prints a Markdown table (docs/perf.md).
+// distinct conv shape of CIFAR ResNet-20 (ResNet-18, ShuffleNetV2), training batch norm + ReLU
+// at their output shapes, the final linear layer, and a plain SGEMM for OpenBLAS's own rate. Rate = 2 * multiply-adds / median time. Prints a Markdown table (docs/perf.md).
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -13,6 +13,7 @@
 
 #include "core/cpu/blas.h"
 #include "core/cpu/conv_kernels.h"
+#include "core/cpu/norm_kernels.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/rng.h"
@@ -110,6 +111,51 @@ void print_row(const std::string& name, const Timing& f, const Timing& d, const 
   std::fflush(stdout);
 }
 
+// Training batch norm with ReLU at each distinct conv output shape of the model: the statistics
+// pass, the normalising pass and the backward (both its passes), with the rate at which each moves
+// the tensors it must (1, 2 and 5 of them: x; x and y; dy, y and x, then x and dx).
+void time_batch_norms(const std::string& model, int64_t batch, const std::string& only, int iters,
+                      bool cpu_clock) {
+  std::vector<std::pair<int64_t, int64_t>> seen;  // (channels, output size)
+  bool header = false;
+  for (const ConvShape& s : shapes_of(model)) {
+    const int64_t c = s.O, h = (s.H + 2 * (s.k / 2) - s.k) / s.stride + 1, hw = h * h;
+    const std::string name = "bn+relu " + std::to_string(c) + " " + std::to_string(h) + "x" + std::to_string(h);
+    if (name.find(only) == std::string::npos) continue;
+    if (std::find(seen.begin(), seen.end(), std::make_pair(c, h)) != seen.end()) continue;
+    seen.push_back({c, h});
+    if (!header) {
+      std::printf("\n| %-28s | %8s | %7s | %8s | %7s | %8s | %7s |\n", "batch norm (training)",
+                  "stats ms", "GB/s", "fwd ms", "GB/s", "bwd ms", "GB/s");
+      std::printf("|%s|---------:|--------:|---------:|--------:|---------:|--------:|\n",
+                  std::string(30, '-').c_str());
+      header = true;
+    }
+    const int64_t total = batch * c * hw;
+    auto x = rand_vec(total, 10), dy = rand_vec(total, 11);
+    std::vector<float> y((size_t)total), dx((size_t)total), gamma((size_t)c, 1.f), beta((size_t)c, 0.f);
+    std::vector<double> mean((size_t)c), var((size_t)c), invstd((size_t)c), dg((size_t)c), db((size_t)c);
+    auto stats = [&] {
+      batch_norm_stats_cpu(mean.data(), var.data(), x.data(), batch, c, hw);
+      batch_norm_invstd(invstd.data(), var.data(), c, 1e-5);
+    };
+    stats();
+    const double mb = (double)total * sizeof(float) / 1e6;
+    // time_it's "GFLOP/s" from 2 * macs: macs = bytes / 2 makes it GB/s
+    Timing st = time_it(stats, iters, mb * 1e6 / 2, cpu_clock);
+    Timing f = time_it([&] {
+      batch_norm_forward_cpu(y.data(), x.data(), mean.data(), invstd.data(), gamma.data(),
+                             beta.data(), batch, c, hw, FusedAct::relu);
+    }, iters, 2 * mb * 1e6 / 2, cpu_clock);
+    Timing b = time_it([&] {
+      batch_norm_backward_cpu(dx.data(), dg.data(), db.data(), dy.data(), x.data(), mean.data(),
+                              invstd.data(), gamma.data(), true, batch, c, hw, y.data(),
+                              FusedAct::relu);
+    }, iters, 5 * mb * 1e6 / 2, cpu_clock);
+    print_row(name, st, f, b);
+  }
+}
+
 }  // namespace
 
 int cmd_bench_ops(int argc, char** argv) {
@@ -180,6 +226,7 @@ int cmd_bench_ops(int argc, char** argv) {
     print_row(s.name, f, d, wt);
   }
 
+  time_batch_norms(model, batch, only, iters, cpu_clock);
   if (!only.empty()) return 0;
   {  // the classifier, 64 (512) -> 10: y = x W^T, dx = dy W, dW = dy^T x, one GEMM each
     const int64_t in = model == "resnet18" ? 512 : model == "shufflenetv2" ? 1024 : 64, out = 10;

@@ -7,9 +7,40 @@
 #pragma once
 #include <cstdint>
 
+#include "core/cpu/simd.h"
+
 namespace lowbit {
 
 constexpr int kLanes = 8;
+
+// The kLanes double lanes as one vector (AVX-512) or two (AVX2), for sums that must be the
+// scalar lanes' bit for bit: each lane gets the same IEEE operations, products and sums rounded
+// separately as with -ffp-contract=off. GCC vectorised the scalar form two lanes at a time with
+// the sums spilled to the stack. load8 widens 8 floats.
+struct Lanes8 {
+#if LB_SIMD == 512
+  __m512d v;
+  static Lanes8 zero() { return {_mm512_setzero_pd()}; }
+  static Lanes8 set1(double a) { return {_mm512_set1_pd(a)}; }
+  // (maskz with every lane: the plain form hands GCC 12 an undefined vector it warns about)
+  static Lanes8 load8(const float* p) { return {_mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(p))}; }
+  friend Lanes8 operator+(Lanes8 a, Lanes8 b) { return {_mm512_add_pd(a.v, b.v)}; }
+  friend Lanes8 operator-(Lanes8 a, Lanes8 b) { return {_mm512_sub_pd(a.v, b.v)}; }
+  friend Lanes8 operator*(Lanes8 a, Lanes8 b) { return {_mm512_mul_pd(a.v, b.v)}; }
+  void store(double* p) const { _mm512_storeu_pd(p, v); }
+#elif LB_SIMD == 256
+  __m256d lo, hi;
+  static Lanes8 zero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
+  static Lanes8 set1(double a) { return {_mm256_set1_pd(a), _mm256_set1_pd(a)}; }
+  static Lanes8 load8(const float* p) {
+    return {_mm256_cvtps_pd(_mm_loadu_ps(p)), _mm256_cvtps_pd(_mm_loadu_ps(p + 4))};
+  }
+  friend Lanes8 operator+(Lanes8 a, Lanes8 b) { return {_mm256_add_pd(a.lo, b.lo), _mm256_add_pd(a.hi, b.hi)}; }
+  friend Lanes8 operator-(Lanes8 a, Lanes8 b) { return {_mm256_sub_pd(a.lo, b.lo), _mm256_sub_pd(a.hi, b.hi)}; }
+  friend Lanes8 operator*(Lanes8 a, Lanes8 b) { return {_mm256_mul_pd(a.lo, b.lo), _mm256_mul_pd(a.hi, b.hi)}; }
+  void store(double* p) const { _mm256_storeu_pd(p, lo), _mm256_storeu_pd(p + 4, hi); }
+#endif
+};
 
 inline double lanes_total(const double* acc) {
   double s = 0;

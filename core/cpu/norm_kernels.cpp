@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "core/cpu/lane_sums.h"
@@ -17,26 +18,48 @@ namespace lowbit {
 
 namespace {
 
-// sum_j p[j] and sum_j p[j]^2, in double lanes. One pass: the statistics read the activations once.
-// var = E[x^2] - mean^2 in double cancels only when mean^2/var approaches 1e9 (double keeps 16
-// digits, float inputs carry 7), far beyond any activation, so no second centred pass is needed.
-template <class T>
-void row_sum_and_sq(const T* p, int64_t n, double& s, double& ss) {
-  double a[kLanes] = {}, b[kLanes] = {};
+// Rows are summed kRowsAtOnce at a time: one row's sums are two chains of double additions, each
+// waiting on its previous addition's latency, and interleaving independent rows' chains hides it
+// (`lowbit bench-ops --only bn`, 2 threads: ResNet-20's 16 x 32x32 statistics 0.46 -> 0.10 ms,
+// ShuffleNetV2's 116 x 8x8 0.25 -> 0.11 ms; the backward's sums likewise, 0.89 -> 0.65 ms). Each row's
+// lanes see the same additions in the same order as alone: the same bits.
+constexpr int kRowsAtOnce = 4;
+
+// s[k] = sum_j p_k[j] and ss[k] = sum_j p_k[j]^2 in double lanes for the K rows p_k = p + k *
+// stride. One pass: the statistics read the activations once. var = E[x^2] - mean^2 in double
+// cancels only when mean^2/var approaches 1e9 (double keeps 16 digits, float inputs carry 7), far
+// beyond any activation, so no second centred pass is needed.
+template <int K, class T>
+void rows_sum_and_sq(const T* p, int64_t stride, int64_t n, double* s, double* ss) {
+  double a[K][kLanes] = {}, b[K][kLanes] = {};
   int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) {
-      const double v = (double)p[j + l];
-      a[l] += v;
-      b[l] += v * v;
-    }
-  for (int l = 0; j < n; ++j, ++l) {
-    const double v = (double)p[j];
-    a[l] += v;
-    b[l] += v * v;
+#ifdef LB_SIMD
+  if constexpr (std::is_same_v<T, float>) {  // the loop below, kLanes at a time in registers
+    Lanes8 va[K], vb[K];
+    for (int k = 0; k < K; ++k) va[k] = vb[k] = Lanes8::zero();
+    for (; j + kLanes <= n; j += kLanes)
+      for (int k = 0; k < K; ++k) {
+        const Lanes8 v = Lanes8::load8(p + k * stride + j);
+        va[k] = va[k] + v;
+        vb[k] = vb[k] + v * v;
+      }
+    for (int k = 0; k < K; ++k) va[k].store(a[k]), vb[k].store(b[k]);
   }
-  s += lanes_total(a);
-  ss += lanes_total(b);
+#endif
+  for (; j + kLanes <= n; j += kLanes)
+    for (int k = 0; k < K; ++k)
+      for (int l = 0; l < kLanes; ++l) {
+        const double v = (double)p[k * stride + j + l];
+        a[k][l] += v;
+        b[k][l] += v * v;
+      }
+  for (int l = 0; j < n; ++j, ++l)
+    for (int k = 0; k < K; ++k) {
+      const double v = (double)p[k * stride + j];
+      a[k][l] += v;
+      b[k][l] += v * v;
+    }
+  for (int k = 0; k < K; ++k) s[k] = lanes_total(a[k]), ss[k] = lanes_total(b[k]);
 }
 
 // dy masked as relu's (relu6's) backward would hand it on, into m. A loop of its own so that it
@@ -52,22 +75,40 @@ void mask_row(T* __restrict m, const T* __restrict g, const T* __restrict y, int
   }
 }
 
-// sum_j g[j] and sum_j g[j] * (p[j] - mu), in double.
-template <class T>
-void row_sums_grad(const T* g, const T* p, int64_t n, double mu, double& s_g, double& s_gx) {
-  double a[kLanes] = {}, b[kLanes] = {};
+// s_g[k] = sum_j g_k[j] and s_gx[k] = sum_j g_k[j] * (p_k[j] - mu[k]), in double, for the K
+// rows g_k = g + k * stride (p likewise), kRowsAtOnce at a time as above.
+template <int K, class T>
+void rows_sums_grad(const T* g, const T* p, int64_t stride, int64_t n, const double* mu,
+                    double* s_g, double* s_gx) {
+  double a[K][kLanes] = {}, b[K][kLanes] = {};
   int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) {
-      a[l] += (double)g[j + l];
-      b[l] += (double)g[j + l] * ((double)p[j + l] - mu);
-    }
-  for (int l = 0; j < n; ++j, ++l) {
-    a[l] += (double)g[j];
-    b[l] += (double)g[j] * ((double)p[j] - mu);
+#ifdef LB_SIMD
+  if constexpr (std::is_same_v<T, float>) {  // the loop below, kLanes at a time in registers
+    Lanes8 va[K], vb[K], vmu[K];
+    for (int k = 0; k < K; ++k) va[k] = vb[k] = Lanes8::zero(), vmu[k] = Lanes8::set1(mu[k]);
+    for (; j + kLanes <= n; j += kLanes)
+      for (int k = 0; k < K; ++k) {
+        const Lanes8 gv = Lanes8::load8(g + k * stride + j);
+        va[k] = va[k] + gv;
+        vb[k] = vb[k] + gv * (Lanes8::load8(p + k * stride + j) - vmu[k]);
+      }
+    for (int k = 0; k < K; ++k) va[k].store(a[k]), vb[k].store(b[k]);
   }
-  s_g += lanes_total(a);
-  s_gx += lanes_total(b);
+#endif
+  for (; j + kLanes <= n; j += kLanes)
+    for (int k = 0; k < K; ++k)
+      for (int l = 0; l < kLanes; ++l) {
+        const T gv = g[k * stride + j + l];
+        a[k][l] += (double)gv;
+        b[k][l] += (double)gv * ((double)p[k * stride + j + l] - mu[k]);
+      }
+  for (int l = 0; j < n; ++j, ++l)
+    for (int k = 0; k < K; ++k) {
+      const T gv = g[k * stride + j];
+      a[k][l] += (double)gv;
+      b[k][l] += (double)gv * ((double)p[k * stride + j] - mu[k]);
+    }
+  for (int k = 0; k < K; ++k) s_g[k] = lanes_total(a[k]), s_gx[k] = lanes_total(b[k]);
 }
 
 template <FusedAct Act, class T>
@@ -95,17 +136,22 @@ void backward_rows(T* dx, double* dgamma, double* dbeta, const T* dy, const T* x
   // With an activation, the masked dy goes where dx will be (a row buffer if dx is not wanted)
   // and pass 2 finishes dx in place: y is read once.
   parallel_for(n * c, 2 * hw, [&](int64_t r0, int64_t r1) {
-    std::vector<T> row(Act == FusedAct::none || dx ? 0 : (size_t)hw);
-    for (int64_t r = r0; r < r1; ++r) {
+    std::vector<T> rows(Act == FusedAct::none || dx ? 0 : (size_t)(kRowsAtOnce * hw));
+    for (int64_t r = r0; r < r1;) {
+      const int64_t k = r1 - r >= kRowsAtOnce ? kRowsAtOnce : 1;
       const T* g = dy + r * hw;
       if constexpr (Act != FusedAct::none) {
-        T* m = dx ? dx + r * hw : row.data();
-        mask_row<Act>(m, g, y + r * hw, hw);
+        T* m = dx ? dx + r * hw : rows.data();
+        for (int64_t i = 0; i < k; ++i) mask_row<Act>(m + i * hw, g + i * hw, y + (r + i) * hw, hw);
         g = m;
       }
-      double a = 0, b = 0;
-      row_sums_grad(g, x + r * hw, hw, mean[r % c], a, b);
-      rg[(size_t)r] = a, rgx[(size_t)r] = b;
+      double mu[kRowsAtOnce];
+      for (int64_t i = 0; i < k; ++i) mu[i] = mean[(r + i) % c];
+      if (k == kRowsAtOnce)
+        rows_sums_grad<kRowsAtOnce>(g, x + r * hw, hw, hw, mu, &rg[(size_t)r], &rgx[(size_t)r]);
+      else
+        rows_sums_grad<1>(g, x + r * hw, hw, hw, mu, &rg[(size_t)r], &rgx[(size_t)r]);
+      r += k;
     }
   });
   std::vector<T> ka((size_t)c), kb((size_t)c), kk((size_t)c), kmu((size_t)c), kis((size_t)c);
@@ -153,10 +199,14 @@ void batch_norm_stats_cpu(double* mean, double* var, const T* x, int64_t n, int6
   const double m = (double)(n * hw);
   std::vector<double> rs((size_t)(n * c)), rq((size_t)(n * c));
   parallel_for(n * c, hw, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      double s = 0, ss = 0;
-      row_sum_and_sq(x + r * hw, hw, s, ss);
-      rs[(size_t)r] = s, rq[(size_t)r] = ss;
+    for (int64_t r = r0; r < r1;) {
+      if (r1 - r >= kRowsAtOnce) {
+        rows_sum_and_sq<kRowsAtOnce>(x + r * hw, hw, hw, &rs[(size_t)r], &rq[(size_t)r]);
+        r += kRowsAtOnce;
+      } else {
+        rows_sum_and_sq<1>(x + r * hw, hw, hw, &rs[(size_t)r], &rq[(size_t)r]);
+        ++r;
+      }
     }
   });
   for (int64_t ch = 0; ch < c; ++ch) {
