@@ -62,6 +62,19 @@ void rows_sum_and_sq(const T* p, int64_t stride, int64_t n, double* s, double* s
   for (int k = 0; k < K; ++k) s[k] = lanes_total(a[k]), ss[k] = lanes_total(b[k]);
 }
 
+// ta[ch] = sum over b of ra[b * c + ch] in batch order (tb likewise): the per-row sums of an
+// (N, C) buffer added per channel. Walked a row of the buffer at a time, not a channel at a time:
+// channel by channel, each addition read from another cache line C doubles on (ShuffleNetV2's
+// 1024 x 4x4 statistics spent most of their 1.2 ms there). The same order per channel: the same
+// bits.
+void channel_totals(double* ta, double* tb, const double* ra, const double* rb, int64_t n,
+                    int64_t c) {
+  std::fill(ta, ta + c, 0.0);
+  std::fill(tb, tb + c, 0.0);
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t ch = 0; ch < c; ++ch) ta[ch] += ra[b * c + ch], tb[ch] += rb[b * c + ch];
+}
+
 // dy masked as relu's (relu6's) backward would hand it on, into m. A loop of its own so that it
 // compiles to vector compares and blends: folded into the double-lane sums below, GCC turned the
 // select into a branch per element (5x slower, measured).
@@ -155,9 +168,10 @@ void backward_rows(T* dx, double* dgamma, double* dbeta, const T* dy, const T* x
     }
   });
   std::vector<T> ka((size_t)c), kb((size_t)c), kk((size_t)c), kmu((size_t)c), kis((size_t)c);
+  std::vector<double> sg((size_t)c), sgx((size_t)c);
+  channel_totals(sg.data(), sgx.data(), rg.data(), rgx.data(), n, c);
   for (int64_t ch = 0; ch < c; ++ch) {
-    double s_dy = 0, s_dy_xc = 0;
-    for (int64_t b = 0; b < n; ++b) s_dy += rg[(size_t)(b * c + ch)], s_dy_xc += rgx[(size_t)(b * c + ch)];
+    const double s_dy = sg[(size_t)ch], s_dy_xc = sgx[(size_t)ch];
     const double is = invstd[ch], s_dy_xhat = s_dy_xc * is;
     dgamma[ch] = s_dy_xhat;
     dbeta[ch] = s_dy;
@@ -209,9 +223,10 @@ void batch_norm_stats_cpu(double* mean, double* var, const T* x, int64_t n, int6
       }
     }
   });
+  std::vector<double> ts((size_t)c), tq((size_t)c);
+  channel_totals(ts.data(), tq.data(), rs.data(), rq.data(), n, c);
   for (int64_t ch = 0; ch < c; ++ch) {
-    double s = 0, ss = 0;
-    for (int64_t b = 0; b < n; ++b) s += rs[(size_t)(b * c + ch)], ss += rq[(size_t)(b * c + ch)];
+    const double s = ts[(size_t)ch], ss = tq[(size_t)ch];
     const double mu = m > 0 ? s / m : 0.0;
     mean[ch] = mu;
     var[ch] = m > 0 ? std::max(0.0, ss / m - mu * mu) : 0.0;
