@@ -40,14 +40,16 @@ Tensor slice_plain(const Tensor& x, int64_t axis, int64_t start, int64_t length)
 
 // Zeros of `shape` with g written at [start, start+len) along axis: the backward of slice.
 Tensor place_plain(const Tensor& g, const Shape& shape, int64_t axis, int64_t start) {
-  Tensor gx = Tensor::zeros(shape, g.dtype(), g.device());
   const int64_t len = g.shape()[axis];
-  if (g.device() == Device::cuda)
+  if (g.device() == Device::cuda) {
+    Tensor gx = Tensor::zeros(shape, g.dtype(), g.device());
     cuda::copy_axis_block(gx.data<float>(), g.data<float>(), prod(shape, 0, axis),
                           prod(shape, axis + 1, shape.size()), len, shape[axis], start, len, 0);
-  else
-  copy_axis_block_cpu(gx.raw(), shape[axis], start, g.raw(), len, 0, len, prod(shape, 0, axis),
-                      prod(shape, axis + 1, shape.size()), (int64_t)dtype_size(g.dtype()));
+    return gx;
+  }
+  Tensor gx = Tensor::empty(shape, g.dtype(), g.device());
+  place_axis_block_cpu(gx.raw(), shape[axis], start, g.raw(), len, prod(shape, 0, axis),
+                       prod(shape, axis + 1, shape.size()), (int64_t)dtype_size(g.dtype()));
   return gx;
 }
 

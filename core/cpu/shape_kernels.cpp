@@ -23,6 +23,23 @@ void copy_axis_block_cpu(void* dst, int64_t dst_axis, int64_t dst_start, const v
   });
 }
 
+void place_axis_block_cpu(void* dst, int64_t dst_axis, int64_t start, const void* src, int64_t len,
+                          int64_t outer, int64_t inner, int64_t elem) {
+  const int64_t row = dst_axis * inner * elem, before = start * inner * elem;
+  const int64_t block = len * inner * elem, after = row - before - block;
+  if (row == 0) return;
+  char* d = static_cast<char*>(dst);
+  const char* s = static_cast<const char*>(src);
+  parallel_for(outer, row / 8 + 1, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o) {
+      char* r = d + o * row;
+      std::memset(r, 0, (size_t)before);
+      if (block) std::memcpy(r + before, s + o * block, (size_t)block);
+      std::memset(r + before + block, 0, (size_t)after);
+    }
+  });
+}
+
 void channel_shuffle_cpu(void* y, const void* x, int64_t n, int64_t c, int64_t groups, int64_t hw,
                          int64_t elem) {
   const int64_t per = c / groups;  // channels per group

@@ -11,6 +11,12 @@ void copy_axis_block_cpu(void* dst, int64_t dst_axis, int64_t dst_start, const v
                          int64_t src_axis, int64_t src_start, int64_t len, int64_t outer,
                          int64_t inner, int64_t elem);
 
+// dst (outer, dst_axis, inner) = zeros, with src (outer, len, inner) placed at [start, start +
+// len) along the axis: slice's backward. Each element is written once, in one parallel pass (a
+// zero fill of the whole and then the copy wrote the placed part twice, the fill on one thread).
+void place_axis_block_cpu(void* dst, int64_t dst_axis, int64_t start, const void* src, int64_t len,
+                          int64_t outer, int64_t inner, int64_t elem);
+
 // Channel shuffle: x (N, g, C/g, HW) -> y (N, C/g, g, HW), i.e. output channel j*g + i takes input
 // channel i*(C/g) + j. Shuffling with C/g groups undoes it. elem: bytes per element.
 void channel_shuffle_cpu(void* y, const void* x, int64_t n, int64_t c, int64_t groups, int64_t hw,
