@@ -275,7 +275,7 @@ void depthwise_conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, cons
 template <class T>
 void depthwise_conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g) {
   if constexpr (std::is_same_v<T, float>)
-    if (dw_lanes_data_preferred(g)) return dw_lanes_backward_data(dx, dy, w, g);
+    if (dw_lanes_preferred(g)) return dw_lanes_backward_data(dx, dy, w, g);
   if (dw_data_gathers(g)) return dw_backward_data_gather(dx, dy, w, g);
   dw_backward_data_scatter(dx, dy, w, g);
 }

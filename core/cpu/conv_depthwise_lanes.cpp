@@ -11,10 +11,11 @@
 //
 // The sums run in the plane kernels' order (forward: taps in (kh, kw) order from the bias, the
 // zero border included; data gradient at stride 1: the flipped taps from zero; at other strides:
-// tap by tap onto zero), but each tap is one fused multiply-add where they round the product and
-// the sum separately: the values agree to float rounding, not bit for bit. The weight gradient
-// sums each image's positions in float and the images in order in double, so its bits depend on
-// neither the thread count nor the schedule.
+// each input's taps in (kh, kw) order from zero, as the plane kernels' scatter adds them), but
+// each tap is one fused multiply-add where they round the product and the sum separately: the
+// values agree to float rounding, not bit for bit. The weight gradient sums each image's
+// positions in float and the images in order in double, so its bits depend on neither the
+// thread count nor the schedule.
 #include "core/cpu/conv_depthwise_lanes.h"
 
 #include <algorithm>
@@ -34,10 +35,6 @@ bool& dw_lanes_off() {
 
 bool dw_lanes_preferred(const ConvGeom& g) { return !dw_lanes_off() && dw_lanes_supported(g); }
 
-bool dw_lanes_data_preferred(const ConvGeom& g) {
-  return dw_lanes_preferred(g) && ((g.sh == 1 && g.sw == 1) || g.H * g.W <= 256);
-}
-
 #if LB_SIMD != 512
 
 bool dw_lanes_supported(const ConvGeom&) { return false; }
@@ -45,67 +42,9 @@ void dw_lanes_forward(float*, const float*, const float*, const float*, const Co
                       const ConvEpilogue<float>*) {
   LB_FAIL("depthwise conv2d (channels in lanes): needs a build with AVX-512");
 }
-namespace {
-
-// For strides above 1: per input row (column), the kernel rows (columns) k and output rows
-// (columns) o with o*s - p + k*d = the input's, k ascending (the order the plane kernels' scatter
-// adds the taps in).
-std::vector<std::vector<std::pair<int64_t, int64_t>>> taps_reaching(int64_t in, int64_t out,
-                                                                    int64_t s, int64_t p, int64_t k,
-                                                                    int64_t d) {
-  std::vector<std::vector<std::pair<int64_t, int64_t>>> r((size_t)in);
-  for (int64_t i = 0; i < in; ++i)
-    for (int64_t kk = 0; kk < k; ++kk) {
-      const int64_t num = i + p - kk * d;
-      if (num >= 0 && num % s == 0 && num / s < out) r[(size_t)i].push_back({kk, num / s});
-    }
-  return r;
+void dw_lanes_backward_data(float*, const float*, const float*, const ConvGeom&) {
+  LB_FAIL("depthwise conv2d (channels in lanes): needs a build with AVX-512");
 }
-
-}  // namespace
-
-void dw_lanes_backward_data(float* dx, const float* dy, const float* w, const ConvGeom& g) {
-  LB_CHECK(dw_lanes_supported(g), "depthwise conv2d (channels in lanes): needs O = C = groups");
-  const int64_t hw = g.H * g.W, ohw = g.OH * g.OW, taps = g.KH * g.KW, nb = blocks(g);
-  // Stride 1 with padding at most the kernel's reach: dx is the forward of dy padded by
-  // d*(k-1) - p with the taps flipped. Otherwise each input position gathers the taps that
-  // reached it (tap lists per row and per column), in tap order.
-  const bool padded = g.sh == 1 && g.sw == 1 && g.ph <= g.dh * (g.KH - 1) && g.pw <= g.dw * (g.KW - 1);
-  const Padded pdy(g.OH, g.OW, padded ? g.dh * (g.KH - 1) - g.ph : 0,
-                   padded ? g.dw * (g.KW - 1) - g.pw : 0, 0, 0);
-  const std::vector<int64_t> off = tap_offsets(g, pdy.Wp);
-  const auto rows = taps_reaching(g.H, g.OH, g.sh, g.ph, g.KH, g.dh);
-  const auto cols = taps_reaching(g.W, g.OW, g.sw, g.pw, g.KW, g.dw);
-  std::vector<float> wts((size_t)(nb * taps * L));
-  for (int64_t cb = 0; cb < nb; ++cb)
-    block_weights(wts.data() + cb * taps * L, w, cb * L, std::min(L, g.C - cb * L), taps, padded);
-  const uint64_t layout = scratch_layout({32, pdy.Hp, pdy.Wp, pdy.ph, pdy.pw});
-  parallel_for(g.N * nb, ohw * taps * L, [&](int64_t t0, int64_t t1) {
-    float* dyp = thread_scratch(kScratchDwIn, (size_t)pdy.floats(), layout);  // border zero
-    float* tmp = thread_scratch(kScratchDwTmp, (size_t)(std::max(hw, ohw) * L));
-    float* dxh = thread_scratch(kScratchDwOut, (size_t)(hw * L));
-    for (int64_t task = t0; task < t1; ++task) {
-      const int64_t n = task / nb, cb = task % nb, c0 = cb * L, nc = std::min(L, g.C - c0);
-      fill(dyp, pdy, dy + (n * g.C + c0) * ohw, nc, tmp);
-      const float* wt = wts.data() + cb * taps * L;
-      if (padded) {
-        conv_lanes_any(dxh, g.H, g.W, dyp, pdy.Wp, 1, 1, off.data(), wt, taps, Simd::zero());
-      } else {
-        for (int64_t i = 0; i < g.H; ++i)
-          for (int64_t j = 0; j < g.W; ++j) {
-            V acc = Simd::zero();
-            for (const auto& [kh, oh] : rows[(size_t)i])
-              for (const auto& [kw, ow] : cols[(size_t)j])
-                acc = Simd::fma(Simd::load(wt + (kh * g.KW + kw) * L),
-                                Simd::load(dyp + (oh * g.OW + ow) * L), acc);
-            Simd::store(dxh + (i * g.W + j) * L, acc);
-          }
-      }
-      transpose(dx + (n * g.C + c0) * hw, hw, dxh, L, hw, nc);
-    }
-  });
-}
-
 void dw_lanes_backward_weight(float*, const float*, const float*, const ConvGeom&) {
   LB_FAIL("depthwise conv2d (channels in lanes): needs a build with AVX-512");
 }
@@ -234,48 +173,92 @@ void dw_lanes_forward(float* y, const float* x, const float* w, const float* b, 
   });
 }
 
+namespace {
+
+// The data gradient at stride s > 1 as a gather. Input row ih receives kernel row k from output
+// row (ih + p - k*d) / s where that divides, so the rows fall into s classes by ih mod s, each
+// with a fixed set of kernel rows; in class i, row ih = i + s*q reads output row q + e_k,
+// e_k = (i + p - k*d) / s. Same across. A class pair (row class, column class) is then a fixed
+// list of taps at fixed offsets from (q, r) in dy padded by `lo` rows (columns) before and `hi`
+// after, where the reads past dy find zeros.
+struct StrideClasses {
+  int64_t s, lo = 0, hi = 0;
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> taps;  // per class: (k, e_k), k ascending
+  StrideClasses(int64_t in, int64_t out, int64_t s_, int64_t p, int64_t k, int64_t d) : s(s_) {
+    taps.resize((size_t)s);
+    for (int64_t i = 0; i < s; ++i)
+      for (int64_t kk = 0; kk < k; ++kk) {
+        const int64_t num = i + p - kk * d;
+        if (((num % s) + s) % s != 0) continue;
+        const int64_t e = num / s;  // exact
+        taps[(size_t)i].push_back({kk, e});
+        lo = std::max(lo, -e);                                  // q = 0 reads row e
+        hi = std::max(hi, (in - 1 - i) / s + e - (out - 1));    // the class's last q
+      }
+  }
+};
+
+// dx at the positions (i + sh*q, j + sw*r) of one class pair: the sum of its taps, (weight index,
+// offset from (q, r) in the padded dy) in order. __restrict and the taps copied out: with the
+// pointers possibly aliased, GCC kept each sum in dx's slot and reloaded it after every tap.
+void gather_class(float* __restrict dxh, const ConvGeom& g, int64_t i, int64_t j,
+                  const float* __restrict dyp, int64_t Wp, const float* __restrict wt,
+                  const std::vector<std::pair<int64_t, int64_t>>& taps) {
+  int64_t k[kMaxTaps], o[kMaxTaps];
+  const int64_t nt = (int64_t)taps.size();
+  for (int64_t u = 0; u < nt; ++u) k[u] = taps[(size_t)u].first * L, o[u] = taps[(size_t)u].second;
+  for (int64_t ih = i, q = 0; ih < g.H; ih += g.sh, ++q)
+    for (int64_t iw = j, r = 0; iw < g.W; iw += g.sw, ++r) {
+      const float* base = dyp + (q * Wp + r) * L;
+      V acc = Simd::zero();
+      for (int64_t u = 0; u < nt; ++u) acc = Simd::fma(Simd::load(wt + k[u]), Simd::load(base + o[u]), acc);
+      Simd::store(dxh + (ih * g.W + iw) * L, acc);
+    }
+}
+
+}  // namespace
+
 void dw_lanes_backward_data(float* dx, const float* dy, const float* w, const ConvGeom& g) {
   LB_CHECK(dw_lanes_supported(g), "depthwise conv2d (channels in lanes): needs O = C = groups");
   const int64_t hw = g.H * g.W, ohw = g.OH * g.OW, taps = g.KH * g.KW, nb = blocks(g);
   // Stride 1 with padding at most the kernel's reach: dx is the forward of dy padded by
-  // d*(k-1) - p with the taps flipped (a gather, no read-modify-write). Otherwise each tap adds
-  // w * dy onto a padded dx, tap after tap (a scatter), whose interior is then read out.
-  const bool gather = g.sh == 1 && g.sw == 1 && g.ph <= g.dh * (g.KH - 1) && g.pw <= g.dw * (g.KW - 1);
-  const Padded pdy(g.OH, g.OW, gather ? g.dh * (g.KH - 1) - g.ph : 0,
-                   gather ? g.dw * (g.KW - 1) - g.pw : 0, 0, 0);
-  const Padded pdx(g.H, g.W, g.ph, g.pw, reach(g.OH, g.sh, g.KH, g.dh, g.H + 2 * g.ph),
-                   reach(g.OW, g.sw, g.KW, g.dw, g.W + 2 * g.pw));
-  const std::vector<int64_t> off = tap_offsets(g, gather ? pdy.Wp : pdx.Wp);
+  // d*(k-1) - p with the taps flipped. Otherwise a gather by stride classes (StrideClasses).
+  const bool flipped = g.sh == 1 && g.sw == 1 && g.ph <= g.dh * (g.KH - 1) && g.pw <= g.dw * (g.KW - 1);
+  const StrideClasses rc(g.H, g.OH, g.sh, g.ph, g.KH, g.dh), cc(g.W, g.OW, g.sw, g.pw, g.KW, g.dw);
+  const Padded pdy = flipped ? Padded(g.OH, g.OW, g.dh * (g.KH - 1) - g.ph, g.dw * (g.KW - 1) - g.pw, 0, 0)
+                             : Padded(g.OH, g.OW, rc.lo, cc.lo, std::max<int64_t>(0, rc.hi - rc.lo),
+                                      std::max<int64_t>(0, cc.hi - cc.lo));
+  const std::vector<int64_t> off = tap_offsets(g, pdy.Wp);
   std::vector<float> wts((size_t)(nb * taps * L));
   for (int64_t cb = 0; cb < nb; ++cb)
-    block_weights(wts.data() + cb * taps * L, w, cb * L, std::min(L, g.C - cb * L), taps, gather);
+    block_weights(wts.data() + cb * taps * L, w, cb * L, std::min(L, g.C - cb * L), taps, flipped);
+  // Per class pair, its taps: (weight index, offset in the padded dy from (q, r)).
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> cls;
+  for (int64_t i = 0; !flipped && i < g.sh; ++i)
+    for (int64_t j = 0; j < g.sw; ++j) {
+      std::vector<std::pair<int64_t, int64_t>> t;
+      for (const auto& [kh, eh] : rc.taps[(size_t)i])
+        for (const auto& [kw, ew] : cc.taps[(size_t)j])
+          t.push_back({kh * g.KW + kw, ((eh + rc.lo) * pdy.Wp + ew + cc.lo) * L});
+      cls.push_back(std::move(t));
+    }
   const uint64_t layout = scratch_layout({32, pdy.Hp, pdy.Wp, pdy.ph, pdy.pw});
   parallel_for(g.N * nb, ohw * taps * L, [&](int64_t t0, int64_t t1) {
     float* dyp = thread_scratch(kScratchDwIn, (size_t)pdy.floats(), layout);  // border zero
     float* tmp = thread_scratch(kScratchDwTmp, (size_t)(std::max(hw, ohw) * L));
-    float* dxh = thread_scratch(kScratchDwOut, (size_t)(gather ? hw * L : pdx.floats()));
+    float* dxh = thread_scratch(kScratchDwOut, (size_t)(hw * L));
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t n = task / nb, cb = task % nb, c0 = cb * L, nc = std::min(L, g.C - c0);
       fill(dyp, pdy, dy + (n * g.C + c0) * ohw, nc, tmp);
       const float* wt = wts.data() + cb * taps * L;
-      float* dxn = dx + (n * g.C + c0) * hw;
-      if (gather) {
+      if (flipped) {
         conv_lanes_any(dxh, g.H, g.W, dyp, pdy.Wp, 1, 1, off.data(), wt, taps, Simd::zero());
-        transpose(dxn, hw, dxh, L, hw, nc);
-        continue;
+      } else {
+        for (int64_t i = 0; i < g.sh; ++i)
+          for (int64_t j = 0; j < g.sw; ++j)
+            gather_class(dxh, g, i, j, dyp, pdy.Wp, wt, cls[(size_t)(i * g.sw + j)]);
       }
-      std::fill(dxh, dxh + pdx.floats(), 0.0f);
-      for (int64_t t = 0; t < taps; ++t) {
-        const V wv = Simd::load(wt + t * L);
-        for (int64_t i = 0; i < g.OH; ++i)
-          for (int64_t j = 0; j < g.OW; ++j) {
-            float* p = dxh + (i * g.sh * pdx.Wp + j * g.sw) * L + off[(size_t)t];
-            Simd::store(p, Simd::fma(wv, Simd::load(dyp + (i * g.OW + j) * L), Simd::load(p)));
-          }
-      }
-      for (int64_t i = 0; i < g.H; ++i)
-        std::copy(pdx.at(dxh, i, 0), pdx.at(dxh, i, 0) + g.W * L, tmp + i * g.W * L);
-      transpose(dxn, hw, tmp, L, hw, nc);
+      transpose(dx + (n * g.C + c0) * hw, hw, dxh, L, hw, nc);
     }
   });
 }

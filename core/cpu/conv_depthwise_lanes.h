@@ -10,12 +10,8 @@ namespace lowbit {
 // Any stride, padding and dilation, kernels of up to 25 taps; false in builds without AVX-512.
 bool dw_lanes_supported(const ConvGeom& g);
 // What the depthwise entry points take: supported, unless dw_lanes_off() (tests and A/B timing
-// set it to run the plane kernels instead). The data gradient of a strided layer gathers each
-// input's taps from lists, which on planes over 16x16 lost to the plane kernels' scatter
-// (ShuffleNetV2's 24 and 58 channels at 32x32: 3.2 and 6.1 ms against 2.0 and 5.3, one thread):
-// those stay on the plane kernels.
+// set it to run the plane kernels instead).
 bool dw_lanes_preferred(const ConvGeom& g);
-bool dw_lanes_data_preferred(const ConvGeom& g);
 bool& dw_lanes_off();
 
 // The contracts of depthwise_conv2d_forward_cpu, _backward_data_cpu and _backward_weight_cpu.
