@@ -137,6 +137,25 @@ int64_t reach(int64_t out, int64_t s, int64_t k, int64_t d, int64_t in_padded) {
   return std::max<int64_t>(0, (out - 1) * s + (k - 1) * d + 1 - in_padded);
 }
 
+// Runs fn(n, c0, nc, padded, out) for every task (image n, channels [c0, c0 + nc), 16 at a time)
+// over the threads: `padded` holds those channels of image n of `in` ((N, C, pd.h * pd.w)) in
+// pd's layout, its border zero; `out` is the task's out_floats of scratch.
+template <class F>
+void for_channel_blocks(const ConvGeom& g, const Padded& pd, uint64_t layout, const float* in,
+                        int64_t out_floats, int64_t cost, F&& fn) {
+  const int64_t nb = blocks(g), in_hw = pd.h * pd.w;
+  parallel_for(g.N * nb, cost, [&](int64_t t0, int64_t t1) {
+    float* padded = thread_scratch(kScratchDwIn, (size_t)pd.floats(), layout);  // border zero
+    float* tmp = thread_scratch(kScratchDwTmp, (size_t)(in_hw * L));
+    float* out = thread_scratch(kScratchDwOut, (size_t)out_floats);
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t n = task / nb, c0 = task % nb * L, nc = std::min(L, g.C - c0);
+      fill(padded, pd, in + (n * g.C + c0) * in_hw, nc, tmp);
+      fn(n, c0, nc, padded, out);
+    }
+  });
+}
+
 }  // namespace
 
 bool dw_lanes_supported(const ConvGeom& g) {
@@ -146,7 +165,7 @@ bool dw_lanes_supported(const ConvGeom& g) {
 void dw_lanes_forward(float* y, const float* x, const float* w, const float* b, const ConvGeom& g,
                       const ConvEpilogue<float>* ep) {
   LB_CHECK(dw_lanes_supported(g), "depthwise conv2d (channels in lanes): needs O = C = groups");
-  const int64_t hw = g.H * g.W, ohw = g.OH * g.OW, taps = g.KH * g.KW, nb = blocks(g);
+  const int64_t ohw = g.OH * g.OW, taps = g.KH * g.KW, nb = blocks(g);
   const Padded pd(g.H, g.W, g.ph, g.pw, reach(g.OH, g.sh, g.KH, g.dh, g.H + 2 * g.ph),
                   reach(g.OW, g.sw, g.KW, g.dw, g.W + 2 * g.pw));
   const std::vector<int64_t> off = tap_offsets(g, pd.Wp);
@@ -157,19 +176,13 @@ void dw_lanes_forward(float* y, const float* x, const float* w, const float* b, 
     if (b) std::copy(b + c0, b + c0 + nc, bias.data() + cb * L);
   }
   const uint64_t layout = scratch_layout({31, pd.Hp, pd.Wp, g.ph, g.pw});
-  parallel_for(g.N * nb, ohw * taps * L, [&](int64_t t0, int64_t t1) {
-    float* xp = thread_scratch(kScratchDwIn, (size_t)pd.floats(), layout);  // border zero
-    float* tmp = thread_scratch(kScratchDwTmp, (size_t)(std::max(hw, ohw) * L));
-    float* yh = thread_scratch(kScratchDwOut, (size_t)(ohw * L));
-    for (int64_t task = t0; task < t1; ++task) {
-      const int64_t n = task / nb, cb = task % nb, c0 = cb * L, nc = std::min(L, g.C - c0);
-      fill(xp, pd, x + (n * g.C + c0) * hw, nc, tmp);
-      conv_lanes_any(yh, g.OH, g.OW, xp, pd.Wp, g.sh, g.sw, off.data(), wts.data() + cb * taps * L,
-                     taps, Simd::load(bias.data() + cb * L));
-      float* yn = y + (n * g.C + c0) * ohw;
-      transpose(yn, ohw, yh, L, ohw, nc);
-      for (int64_t l = 0; l < nc; ++l) conv_epilogue_plane(yn + l * ohw, ohw, ep, n, c0 + l, g.O);
-    }
+  for_channel_blocks(g, pd, layout, x, ohw * L, ohw * taps * L,
+                     [&](int64_t n, int64_t c0, int64_t nc, const float* xp, float* yh) {
+    conv_lanes_any(yh, g.OH, g.OW, xp, pd.Wp, g.sh, g.sw, off.data(), wts.data() + c0 * taps,
+                   taps, Simd::load(bias.data() + c0));
+    float* yn = y + (n * g.C + c0) * ohw;
+    transpose(yn, ohw, yh, L, ohw, nc);
+    for (int64_t l = 0; l < nc; ++l) conv_epilogue_plane(yn + l * ohw, ohw, ep, n, c0 + l, g.O);
   });
 }
 
@@ -243,23 +256,17 @@ void dw_lanes_backward_data(float* dx, const float* dy, const float* w, const Co
       cls.push_back(std::move(t));
     }
   const uint64_t layout = scratch_layout({32, pdy.Hp, pdy.Wp, pdy.ph, pdy.pw});
-  parallel_for(g.N * nb, ohw * taps * L, [&](int64_t t0, int64_t t1) {
-    float* dyp = thread_scratch(kScratchDwIn, (size_t)pdy.floats(), layout);  // border zero
-    float* tmp = thread_scratch(kScratchDwTmp, (size_t)(std::max(hw, ohw) * L));
-    float* dxh = thread_scratch(kScratchDwOut, (size_t)(hw * L));
-    for (int64_t task = t0; task < t1; ++task) {
-      const int64_t n = task / nb, cb = task % nb, c0 = cb * L, nc = std::min(L, g.C - c0);
-      fill(dyp, pdy, dy + (n * g.C + c0) * ohw, nc, tmp);
-      const float* wt = wts.data() + cb * taps * L;
-      if (flipped) {
-        conv_lanes_any(dxh, g.H, g.W, dyp, pdy.Wp, 1, 1, off.data(), wt, taps, Simd::zero());
-      } else {
-        for (int64_t i = 0; i < g.sh; ++i)
-          for (int64_t j = 0; j < g.sw; ++j)
-            gather_class(dxh, g, i, j, dyp, pdy.Wp, wt, cls[(size_t)(i * g.sw + j)]);
-      }
-      transpose(dx + (n * g.C + c0) * hw, hw, dxh, L, hw, nc);
+  for_channel_blocks(g, pdy, layout, dy, hw * L, ohw * taps * L,
+                     [&](int64_t n, int64_t c0, int64_t nc, const float* dyp, float* dxh) {
+    const float* wt = wts.data() + c0 * taps;
+    if (flipped) {
+      conv_lanes_any(dxh, g.H, g.W, dyp, pdy.Wp, 1, 1, off.data(), wt, taps, Simd::zero());
+    } else {
+      for (int64_t i = 0; i < g.sh; ++i)
+        for (int64_t j = 0; j < g.sw; ++j)
+          gather_class(dxh, g, i, j, dyp, pdy.Wp, wt, cls[(size_t)(i * g.sw + j)]);
     }
+    transpose(dx + (n * g.C + c0) * hw, hw, dxh, L, hw, nc);
   });
 }
 
