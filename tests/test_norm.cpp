@@ -253,8 +253,10 @@ TEST_CASE("batch norm kernels: the sums are each row's double lanes, bit for bit
   // The kernels sum several rows at once in vector registers (core/cpu/norm_kernels.cpp); each
   // row must still be its kLanes double lanes, added in lane order, then the rows of a channel
   // in batch order. 7 images x 3 channels (21 rows: groups of four and a remainder, whichever
-  // way the threads split them), rows of 37 values (whole lane groups and a tail).
-  const int64_t n = 7, c = 3, hw = 37;
+  // way the threads split them), rows of 37 values (whole lane groups and a tail) and of 16 (no
+  // tail: four rows' lane totals then come from one transpose, lanes_totals8).
+  const int64_t n = 7, c = 3;
+  for (int64_t hw : {37, 16}) {
   std::vector<float> x((size_t)(n * c * hw)), dy(x.size()), y(x.size()), dx(x.size());
   for (size_t i = 0; i < x.size(); ++i) {
     x[i] = 2 * rng_uniform_f(91, 1, i) - 1 + 0.3f;
@@ -286,12 +288,13 @@ TEST_CASE("batch norm kernels: the sums are each row's double lanes, bit for bit
         sgx += row_lanes(r, [&](int64_t i) { return g(i) * ((double)x[(size_t)i] - mean[(size_t)ch]); });
       }
       const double mu = s / (double)(n * hw);
-      INFO(threads, " thread(s), channel ", ch);
+      INFO(threads, " thread(s), rows of ", hw, ", channel ", ch);
       CHECK(mean[(size_t)ch] == mu);
       CHECK(var[(size_t)ch] == std::max(0.0, ss / (double)(n * hw) - mu * mu));
       CHECK(db[(size_t)ch] == sg);
       CHECK(dg[(size_t)ch] == sgx * invstd[(size_t)ch]);
     }
+  }
   }
   set_num_threads(0);
 }

@@ -25,6 +25,21 @@ namespace {
 // lanes see the same additions in the same order as alone: the same bits.
 constexpr int kRowsAtOnce = 4;
 
+#ifdef LB_SIMD
+// sa[k], sb[k] = the lane totals of four rows' two sums (lanes_totals8: one transpose for all
+// eight), when no tail element is left in scalar lanes.
+template <int K>
+void totals4(const Lanes8* va, const Lanes8* vb, double* sa, double* sb) {
+  static_assert(K == 4 || K == 1, "four rows or one");
+  if constexpr (K == 4) {
+    const Lanes8 v[8] = {va[0], va[1], va[2], va[3], vb[0], vb[1], vb[2], vb[3]};
+    alignas(64) double t[8];
+    lanes_totals8(t, v);
+    for (int k = 0; k < 4; ++k) sa[k] = t[k], sb[k] = t[4 + k];
+  }
+}
+#endif
+
 // s[k] = sum_j p_k[j] and ss[k] = sum_j p_k[j]^2 in double lanes for the K rows p_k = p + k *
 // stride. One pass: the statistics read the activations once. var = E[x^2] - mean^2 in double
 // cancels only when mean^2/var approaches 1e9 (double keeps 16 digits, float inputs carry 7), far
@@ -43,6 +58,7 @@ void rows_sum_and_sq(const T* p, int64_t stride, int64_t n, double* s, double* s
         va[k] = va[k] + v;
         vb[k] = vb[k] + v * v;
       }
+    if constexpr (K == 4) if (j == n) return totals4<K>(va, vb, s, ss);
     for (int k = 0; k < K; ++k) va[k].store(a[k]), vb[k].store(b[k]);
   }
 #endif
@@ -105,6 +121,7 @@ void rows_sums_grad(const T* g, const T* p, int64_t stride, int64_t n, const dou
         va[k] = va[k] + gv;
         vb[k] = vb[k] + gv * (Lanes8::load8(p + k * stride + j) - vmu[k]);
       }
+    if constexpr (K == 4) if (j == n) return totals4<K>(va, vb, s_g, s_gx);
     for (int k = 0; k < K; ++k) va[k].store(a[k]), vb[k].store(b[k]);
   }
 #endif
