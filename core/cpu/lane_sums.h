@@ -42,10 +42,18 @@ struct Lanes8 {
 #endif
 };
 
+
+inline double lanes_total(const double* acc) {
+  double s = 0;
+  for (int l = 0; l < kLanes; ++l) s += acc[l];
+  return s;
+}
+
 // out[r] = lanes_total of v[r]'s lanes, r < 8, the same additions in the same order, eight rows
 // at a time: an 8 x 8 transpose puts lane l of every row in one vector, then the lanes are added
 // in order. (Eight rows of 16 values, batch norm at 4x4, paid more for their lane totals, one
 // serial chain of eight additions each, than for their sums.)
+#ifdef LB_SIMD
 inline void lanes_totals8(double* out, const Lanes8 v[8]) {
 #if LB_SIMD == 512
   constexpr __mmask8 all = 0xFF;
@@ -75,12 +83,7 @@ inline void lanes_totals8(double* out, const Lanes8 v[8]) {
   }
 #endif
 }
-
-inline double lanes_total(const double* acc) {
-  double s = 0;
-  for (int l = 0; l < kLanes; ++l) s += acc[l];
-  return s;
-}
+#endif
 
 // sum_j a[j]
 template <class T>
