@@ -6,8 +6,8 @@
 // multiply-adds, so the copies in and out and the loop set-up around them cost several times the
 // arithmetic (5-40 GFLOP/s). Here a task takes sixteen channels of one image and transposes them
 // so that each position's sixteen values are one vector (core/cpu/transpose.h). A tap is then one
-// multiply-add per output position, whatever the plane size, and the padding is skipped by
-// clipping each position's tap range instead of copying the plane into a zero border.
+// multiply-add per output position, whatever the plane size, on a copy of the plane with a zero
+// border (so no tap needs a bounds check).
 //
 // The sums run in the plane kernels' order (forward: taps in (kh, kw) order from the bias, the
 // zero border included; data gradient at stride 1: the flipped taps from zero; at other strides:
@@ -59,12 +59,16 @@ constexpr int64_t kMaxTaps = 25;     // the weight gradient keeps one vector per
 
 int64_t blocks(const ConvGeom& g) { return (g.C + L - 1) / L; }
 
-// Channel block c0 of the weights (O, 1, KH, KW), tap-major: wt[t * L + l] = w[c0 + l][t], zero
-// past the last channel; flip: the taps in reverse order (the data gradient's gather).
-void block_weights(float* wt, const float* w, int64_t c0, int64_t nc, int64_t taps, bool flip) {
-  std::fill(wt, wt + taps * L, 0.0f);
-  for (int64_t l = 0; l < nc; ++l)
-    for (int64_t t = 0; t < taps; ++t) wt[(flip ? taps - 1 - t : t) * L + l] = w[(c0 + l) * taps + t];
+// The weights (C, 1, KH, KW) tap-major per block of L channels: block c0 / L holds w[c0 + l][t]
+// at (c0 / L) * taps * L + t * L + l, zero past the last channel; flip: the taps in reverse order
+// (the data gradient at stride 1).
+std::vector<float> lane_weights(const float* w, const ConvGeom& g, bool flip) {
+  const int64_t taps = g.KH * g.KW;
+  std::vector<float> wt((size_t)(blocks(g) * taps * L), 0.0f);
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t t = 0; t < taps; ++t)
+      wt[(size_t)((c / L * taps + (flip ? taps - 1 - t : t)) * L + c % L)] = w[c * taps + t];
+  return wt;
 }
 
 // A plane of h x w positions inside a zero border of ph rows and pw columns, 16 channels per
@@ -130,11 +134,15 @@ std::vector<int64_t> tap_offsets(const ConvGeom& g, int64_t Wp) {
   return off;
 }
 
-// Rows and columns the strided output grid reads past the padded input (the last output's taps
-// may reach beyond it when (H + 2p - extent) is not a multiple of the stride: never, for valid
-// geometries, but the buffer is sized for the grid's reach all the same).
-int64_t reach(int64_t out, int64_t s, int64_t k, int64_t d, int64_t in_padded) {
-  return std::max<int64_t>(0, (out - 1) * s + (k - 1) * d + 1 - in_padded);
+// x's plane with its padding, which the forward and the weight gradient read: the last output's
+// farthest tap is padded row (OH - 1)*sh + (KH - 1)*dh, inside H + 2*ph when OH is the
+// convolution's output size (columns likewise), so no slack is needed past the border.
+Padded input_plane(const ConvGeom& g) {
+  LB_CHECK((g.OH - 1) * g.sh + (g.KH - 1) * g.dh < g.H + 2 * g.ph &&
+               (g.OW - 1) * g.sw + (g.KW - 1) * g.dw < g.W + 2 * g.pw,
+           "depthwise conv2d: output ", g.OH, "x", g.OW, " reaches past the padded ", g.H, "x",
+           g.W, " input");
+  return Padded(g.H, g.W, g.ph, g.pw, 0, 0);
 }
 
 // Runs fn(n, c0, nc, padded, out) for every task (image n, channels [c0, c0 + nc), 16 at a time)
@@ -165,16 +173,12 @@ bool dw_lanes_supported(const ConvGeom& g) {
 void dw_lanes_forward(float* y, const float* x, const float* w, const float* b, const ConvGeom& g,
                       const ConvEpilogue<float>* ep) {
   LB_CHECK(dw_lanes_supported(g), "depthwise conv2d (channels in lanes): needs O = C = groups");
-  const int64_t ohw = g.OH * g.OW, taps = g.KH * g.KW, nb = blocks(g);
-  const Padded pd(g.H, g.W, g.ph, g.pw, reach(g.OH, g.sh, g.KH, g.dh, g.H + 2 * g.ph),
-                  reach(g.OW, g.sw, g.KW, g.dw, g.W + 2 * g.pw));
+  const int64_t ohw = g.OH * g.OW, taps = g.KH * g.KW;
+  const Padded pd = input_plane(g);
   const std::vector<int64_t> off = tap_offsets(g, pd.Wp);
-  std::vector<float> wts((size_t)(nb * taps * L)), bias((size_t)(nb * L), 0.0f);
-  for (int64_t cb = 0; cb < nb; ++cb) {
-    const int64_t c0 = cb * L, nc = std::min(L, g.C - c0);
-    block_weights(wts.data() + cb * taps * L, w, c0, nc, taps, false);
-    if (b) std::copy(b + c0, b + c0 + nc, bias.data() + cb * L);
-  }
+  const std::vector<float> wts = lane_weights(w, g, false);
+  std::vector<float> bias((size_t)(blocks(g) * L), 0.0f);
+  if (b) std::copy(b, b + g.C, bias.begin());
   const uint64_t layout = scratch_layout({31, pd.Hp, pd.Wp, g.ph, g.pw});
   for_channel_blocks(g, pd, layout, x, ohw * L, ohw * taps * L,
                      [&](int64_t n, int64_t c0, int64_t nc, const float* xp, float* yh) {
@@ -195,9 +199,9 @@ namespace {
 // list of taps at fixed offsets from (q, r) in dy padded by `lo` rows (columns) before and `hi`
 // after, where the reads past dy find zeros.
 struct StrideClasses {
-  int64_t s, lo = 0, hi = 0;
+  int64_t lo = 0, hi = 0;
   std::vector<std::vector<std::pair<int64_t, int64_t>>> taps;  // per class: (k, e_k), k ascending
-  StrideClasses(int64_t in, int64_t out, int64_t s_, int64_t p, int64_t k, int64_t d) : s(s_) {
+  StrideClasses(int64_t in, int64_t out, int64_t s, int64_t p, int64_t k, int64_t d) {
     taps.resize((size_t)s);
     for (int64_t i = 0; i < s; ++i)
       for (int64_t kk = 0; kk < k; ++kk) {
@@ -212,8 +216,7 @@ struct StrideClasses {
 };
 
 // dx at the positions (i + sh*q, j + sw*r) of one class pair: the sum of its taps, (weight index,
-// offset from (q, r) in the padded dy) in order. __restrict and the taps copied out: with the
-// pointers possibly aliased, GCC kept each sum in dx's slot and reloaded it after every tap.
+// offset from (q, r) in the padded dy) in order.
 void gather_class(float* __restrict dxh, const ConvGeom& g, int64_t i, int64_t j,
                   const float* __restrict dyp, int64_t Wp, const float* __restrict wt,
                   const std::vector<std::pair<int64_t, int64_t>>& taps) {
@@ -233,7 +236,7 @@ void gather_class(float* __restrict dxh, const ConvGeom& g, int64_t i, int64_t j
 
 void dw_lanes_backward_data(float* dx, const float* dy, const float* w, const ConvGeom& g) {
   LB_CHECK(dw_lanes_supported(g), "depthwise conv2d (channels in lanes): needs O = C = groups");
-  const int64_t hw = g.H * g.W, ohw = g.OH * g.OW, taps = g.KH * g.KW, nb = blocks(g);
+  const int64_t hw = g.H * g.W, ohw = g.OH * g.OW, taps = g.KH * g.KW;
   // Stride 1 with padding at most the kernel's reach: dx is the forward of dy padded by
   // d*(k-1) - p with the taps flipped. Otherwise a gather by stride classes (StrideClasses).
   const bool flipped = g.sh == 1 && g.sw == 1 && g.ph <= g.dh * (g.KH - 1) && g.pw <= g.dw * (g.KW - 1);
@@ -242,9 +245,7 @@ void dw_lanes_backward_data(float* dx, const float* dy, const float* w, const Co
                              : Padded(g.OH, g.OW, rc.lo, cc.lo, std::max<int64_t>(0, rc.hi - rc.lo),
                                       std::max<int64_t>(0, cc.hi - cc.lo));
   const std::vector<int64_t> off = tap_offsets(g, pdy.Wp);
-  std::vector<float> wts((size_t)(nb * taps * L));
-  for (int64_t cb = 0; cb < nb; ++cb)
-    block_weights(wts.data() + cb * taps * L, w, cb * L, std::min(L, g.C - cb * L), taps, flipped);
+  const std::vector<float> wts = lane_weights(w, g, flipped);
   // Per class pair, its taps: (weight index, offset in the padded dy from (q, r)).
   std::vector<std::vector<std::pair<int64_t, int64_t>>> cls;
   for (int64_t i = 0; !flipped && i < g.sh; ++i)
@@ -273,14 +274,13 @@ void dw_lanes_backward_data(float* dx, const float* dy, const float* w, const Co
 void dw_lanes_backward_weight(float* dw, const float* dy, const float* x, const ConvGeom& g) {
   LB_CHECK(dw_lanes_supported(g), "depthwise conv2d (channels in lanes): needs O = C = groups");
   const int64_t hw = g.H * g.W, ohw = g.OH * g.OW, taps = g.KH * g.KW, nb = blocks(g);
-  const Padded pd(g.H, g.W, g.ph, g.pw, reach(g.OH, g.sh, g.KH, g.dh, g.H + 2 * g.ph),
-                  reach(g.OW, g.sw, g.KW, g.dw, g.W + 2 * g.pw));
+  const Padded pd = input_plane(g);
   const std::vector<int64_t> off = tap_offsets(g, pd.Wp);
   const uint64_t layout = scratch_layout({33, pd.Hp, pd.Wp, g.ph, g.pw});
   // One channel block per task, all images in order: the sums never depend on the thread count.
   parallel_for(nb, g.N * ohw * taps * L, [&](int64_t b0, int64_t b1) {
     float* xp = thread_scratch(kScratchDwIn, (size_t)pd.floats(), layout);  // border zero
-    float* tmp = thread_scratch(kScratchDwTmp, (size_t)(std::max(hw, ohw) * L));
+    float* tmp = thread_scratch(kScratchDwTmp, (size_t)(hw * L));  // fill's
     float* dyh = thread_scratch(kScratchDwOut, (size_t)(ohw * L));
     for (int64_t cb = b0; cb < b1; ++cb) {
       const int64_t c0 = cb * L, nc = std::min(L, g.C - c0);

@@ -191,8 +191,9 @@ bool grid_is_image(const ConvGeom& g, const Grid& gr) {
 
 // Images per weight-gradient pass, each per_image floats of planes and transposed dy: every tile
 // streams the whole pass, once per (taps, channel vectors) block, so the pass should stay in L2.
-// (ShuffleNetV2's 116->116 16x16: 4.4 ms per call with 4 images, 5.2-5.4 with 8. Half a MB was
-// a little faster still, 4.1 ms, but would regroup ResNet-20's stride-2 sums and change its bits.)
+// (ShuffleNetV2's 116->116 16x16, timed with the size as a temporary switch: 4.4 ms a call with 4
+// images, 5.2-5.4 with 8. Half a MB was a little faster still, 4.1 ms, but would regroup
+// ResNet-20's stride-2 sums and change its bits.)
 int64_t wgrad_images(int64_t per_image) {
   const int64_t fit = kWgradPassBytes / (per_image * (int64_t)sizeof(float));
   return std::max<int64_t>(1, std::min<int64_t>(kWgradImages, fit));
@@ -218,8 +219,8 @@ void conv_on_grid(float* y, const float* x, const float* w, const float* b, cons
   const std::vector<Block> blocks = pack_weights(packed, w, g.O, g.groups, K, max_mr);
   // A plain 1x1 layer whose positions fill whole tiles: its grid is the image itself (no
   // padding, no thrown-away columns, no slack), so the tiles read x and write y where they lie,
-  // skipping the copies in and out (a quarter of ShuffleNetV2's 1x1 time). The same sums in
-  // the same order: the same bits.
+  // skipping the copies in and out (ShuffleNetV2's 116->116 8x8 forward 0.85-0.89 -> 0.74-0.81
+  // ms, docs/perf.md). The same sums in the same order: the same bits.
   const bool in_place = grid_is_image(g, gr);
   conv_for_image_chunks(g.N, g.O * K * ohw, [&](int64_t, int64_t n0, int64_t n1) {
     std::vector<float> xbuf, ybuf;

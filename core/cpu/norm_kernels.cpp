@@ -19,63 +19,83 @@ namespace lowbit {
 namespace {
 
 // Rows are summed kRowsAtOnce at a time: one row's sums are two chains of double additions, each
-// waiting on its previous addition's latency, and interleaving independent rows' chains hides it
-// (`lowbit bench-ops --only bn`, 2 threads: ResNet-20's 16 x 32x32 statistics 0.46 -> 0.10 ms,
-// ShuffleNetV2's 116 x 8x8 0.25 -> 0.11 ms; the backward's sums likewise, 0.89 -> 0.65 ms). Each row's
-// lanes see the same additions in the same order as alone: the same bits.
+// waiting on its previous addition's latency, and interleaving independent rows' chains hides it.
+// Each row's lanes see the same additions in the same order as alone: the same bits. (Statistics
+// 3-4x faster, the backward's sums 1.4x: development figures from a harness over the kernels,
+// docs/perf.md; `lowbit bench-ops --only bn` times them now.)
 constexpr int kRowsAtOnce = 4;
 
-#ifdef LB_SIMD
-// sa[k], sb[k] = the lane totals of four rows' two sums (lanes_totals8: one transpose for all
-// eight), when no tail element is left in scalar lanes.
-template <int K>
-void totals4(const Lanes8* va, const Lanes8* vb, double* sa, double* sb) {
-  static_assert(K == 4 || K == 1, "four rows or one");
-  if constexpr (K == 4) {
-    const Lanes8 v[8] = {va[0], va[1], va[2], va[3], vb[0], vb[1], vb[2], vb[3]};
-    alignas(64) double t[8];
-    lanes_totals8(t, v);
-    for (int k = 0; k < 4; ++k) sa[k] = t[k], sb[k] = t[4 + k];
+// fn(r, K) for the rows [r0, r1): groups of kRowsAtOnce, then the rest one at a time (K as a
+// std::integral_constant).
+template <class F>
+void row_groups(int64_t r0, int64_t r1, F&& fn) {
+  for (int64_t r = r0; r < r1;) {
+    if (r1 - r >= kRowsAtOnce) {
+      fn(r, std::integral_constant<int, kRowsAtOnce>());
+      r += kRowsAtOnce;
+    } else {
+      fn(r, std::integral_constant<int, 1>());
+      ++r;
+    }
   }
 }
-#endif
 
-// s[k] = sum_j p_k[j] and ss[k] = sum_j p_k[j]^2 in double lanes for the K rows p_k = p + k *
-// stride. One pass: the statistics read the activations once. var = E[x^2] - mean^2 in double
-// cancels only when mean^2/var approaches 1e9 (double keeps 16 digits, float inputs carry 7), far
-// beyond any activation, so no second centred pass is needed.
-template <int K, class T>
-void rows_sum_and_sq(const T* p, int64_t stride, int64_t n, double* s, double* ss) {
+// s[k] = sum_j a_k(j) and t[k] = sum_j b_k(j) over j < n for K rows, each sum in kLanes double
+// lanes (element j to lane j mod kLanes) added in lane order (lanes_total). terms(k, j, a, b)
+// gives element j's two terms; vterms(k, j, va, vb) the same for kLanes elements as Lanes8 (float
+// input in SIMD builds).
+// Four rows without a tail take their totals from one transpose (lanes_totals8).
+template <int K, class T, class Terms, class VTerms>
+void row_sums(int64_t n, Terms terms, VTerms vterms, double* s, double* t) {
   double a[K][kLanes] = {}, b[K][kLanes] = {};
   int64_t j = 0;
 #ifdef LB_SIMD
-  if constexpr (std::is_same_v<T, float>) {  // the loop below, kLanes at a time in registers
+  if constexpr (std::is_same_v<T, float>) {
     Lanes8 va[K], vb[K];
     for (int k = 0; k < K; ++k) va[k] = vb[k] = Lanes8::zero();
     for (; j + kLanes <= n; j += kLanes)
       for (int k = 0; k < K; ++k) {
-        const Lanes8 v = Lanes8::load8(p + k * stride + j);
-        va[k] = va[k] + v;
-        vb[k] = vb[k] + v * v;
+        Lanes8 ta, tb;
+        vterms(k, j, ta, tb);
+        va[k] = va[k] + ta;
+        vb[k] = vb[k] + tb;
       }
-    if constexpr (K == 4) if (j == n) return totals4<K>(va, vb, s, ss);
+    if constexpr (K == 4) {
+      if (j == n) {
+        const Lanes8 v[8] = {va[0], va[1], va[2], va[3], vb[0], vb[1], vb[2], vb[3]};
+        alignas(64) double tot[8];
+        lanes_totals8(tot, v);
+        for (int k = 0; k < 4; ++k) s[k] = tot[k], t[k] = tot[4 + k];
+        return;
+      }
+    }
     for (int k = 0; k < K; ++k) va[k].store(a[k]), vb[k].store(b[k]);
   }
 #endif
+  double ta, tb;
   for (; j + kLanes <= n; j += kLanes)
     for (int k = 0; k < K; ++k)
-      for (int l = 0; l < kLanes; ++l) {
-        const double v = (double)p[k * stride + j + l];
-        a[k][l] += v;
-        b[k][l] += v * v;
-      }
+      for (int l = 0; l < kLanes; ++l) terms(k, j + l, ta, tb), a[k][l] += ta, b[k][l] += tb;
   for (int l = 0; j < n; ++j, ++l)
-    for (int k = 0; k < K; ++k) {
-      const double v = (double)p[k * stride + j];
-      a[k][l] += v;
-      b[k][l] += v * v;
-    }
-  for (int k = 0; k < K; ++k) s[k] = lanes_total(a[k]), ss[k] = lanes_total(b[k]);
+    for (int k = 0; k < K; ++k) terms(k, j, ta, tb), a[k][l] += ta, b[k][l] += tb;
+  for (int k = 0; k < K; ++k) s[k] = lanes_total(a[k]), t[k] = lanes_total(b[k]);
+}
+
+// s[k] = sum_j p_k[j] and ss[k] = sum_j p_k[j]^2 for the K rows p_k = p + k * stride. One pass:
+// the statistics read the activations once. var = E[x^2] - mean^2 in double cancels only when
+// mean^2/var approaches 1e9 (double keeps 16 digits, float inputs carry 7), far beyond any
+// activation, so no second centred pass is needed.
+template <int K, class T>
+void rows_sum_and_sq(const T* p, int64_t stride, int64_t n, double* s, double* ss) {
+  auto terms = [&](int k, int64_t j, double& a, double& b) {
+    const double v = (double)p[k * stride + j];
+    a = v, b = v * v;
+  };
+  auto vterms = [&](int k, int64_t j, auto& a, auto& b) {
+    const auto v = std::decay_t<decltype(a)>::load8(p + k * stride + j);
+    a = v, b = v * v;
+  };
+  row_sums<K, T>(n, terms, vterms, s, ss);
 }
 
 // ta[ch] = sum over b of ra[b * c + ch] in batch order (tb likewise): the per-row sums of an
@@ -104,41 +124,21 @@ void mask_row(T* __restrict m, const T* __restrict g, const T* __restrict y, int
   }
 }
 
-// s_g[k] = sum_j g_k[j] and s_gx[k] = sum_j g_k[j] * (p_k[j] - mu[k]), in double, for the K
-// rows g_k = g + k * stride (p likewise), kRowsAtOnce at a time as above.
+// s_g[k] = sum_j g_k[j] and s_gx[k] = sum_j g_k[j] * (p_k[j] - mu[k]), for the K rows g_k = g +
+// k * stride (p likewise).
 template <int K, class T>
 void rows_sums_grad(const T* g, const T* p, int64_t stride, int64_t n, const double* mu,
                     double* s_g, double* s_gx) {
-  double a[K][kLanes] = {}, b[K][kLanes] = {};
-  int64_t j = 0;
-#ifdef LB_SIMD
-  if constexpr (std::is_same_v<T, float>) {  // the loop below, kLanes at a time in registers
-    Lanes8 va[K], vb[K], vmu[K];
-    for (int k = 0; k < K; ++k) va[k] = vb[k] = Lanes8::zero(), vmu[k] = Lanes8::set1(mu[k]);
-    for (; j + kLanes <= n; j += kLanes)
-      for (int k = 0; k < K; ++k) {
-        const Lanes8 gv = Lanes8::load8(g + k * stride + j);
-        va[k] = va[k] + gv;
-        vb[k] = vb[k] + gv * (Lanes8::load8(p + k * stride + j) - vmu[k]);
-      }
-    if constexpr (K == 4) if (j == n) return totals4<K>(va, vb, s_g, s_gx);
-    for (int k = 0; k < K; ++k) va[k].store(a[k]), vb[k].store(b[k]);
-  }
-#endif
-  for (; j + kLanes <= n; j += kLanes)
-    for (int k = 0; k < K; ++k)
-      for (int l = 0; l < kLanes; ++l) {
-        const T gv = g[k * stride + j + l];
-        a[k][l] += (double)gv;
-        b[k][l] += (double)gv * ((double)p[k * stride + j + l] - mu[k]);
-      }
-  for (int l = 0; j < n; ++j, ++l)
-    for (int k = 0; k < K; ++k) {
-      const T gv = g[k * stride + j];
-      a[k][l] += (double)gv;
-      b[k][l] += (double)gv * ((double)p[k * stride + j] - mu[k]);
-    }
-  for (int k = 0; k < K; ++k) s_g[k] = lanes_total(a[k]), s_gx[k] = lanes_total(b[k]);
+  auto terms = [&](int k, int64_t j, double& a, double& b) {
+    const T gv = g[k * stride + j];
+    a = (double)gv, b = (double)gv * ((double)p[k * stride + j] - mu[k]);
+  };
+  auto vterms = [&](int k, int64_t j, auto& a, auto& b) {
+    using L8 = std::decay_t<decltype(a)>;
+    const L8 gv = L8::load8(g + k * stride + j);
+    a = gv, b = gv * (L8::load8(p + k * stride + j) - L8::set1(mu[k]));
+  };
+  row_sums<K, T>(n, terms, vterms, s_g, s_gx);
 }
 
 template <FusedAct Act, class T>
@@ -167,22 +167,18 @@ void backward_rows(T* dx, double* dgamma, double* dbeta, const T* dy, const T* x
   // and pass 2 finishes dx in place: y is read once.
   parallel_for(n * c, 2 * hw, [&](int64_t r0, int64_t r1) {
     std::vector<T> rows(Act == FusedAct::none || dx ? 0 : (size_t)(kRowsAtOnce * hw));
-    for (int64_t r = r0; r < r1;) {
-      const int64_t k = r1 - r >= kRowsAtOnce ? kRowsAtOnce : 1;
+    row_groups(r0, r1, [&](int64_t r, auto kc) {
+      constexpr int K = decltype(kc)::value;
       const T* g = dy + r * hw;
       if constexpr (Act != FusedAct::none) {
         T* m = dx ? dx + r * hw : rows.data();
-        for (int64_t i = 0; i < k; ++i) mask_row<Act>(m + i * hw, g + i * hw, y + (r + i) * hw, hw);
+        for (int i = 0; i < K; ++i) mask_row<Act>(m + i * hw, g + i * hw, y + (r + i) * hw, hw);
         g = m;
       }
-      double mu[kRowsAtOnce];
-      for (int64_t i = 0; i < k; ++i) mu[i] = mean[(r + i) % c];
-      if (k == kRowsAtOnce)
-        rows_sums_grad<kRowsAtOnce>(g, x + r * hw, hw, hw, mu, &rg[(size_t)r], &rgx[(size_t)r]);
-      else
-        rows_sums_grad<1>(g, x + r * hw, hw, hw, mu, &rg[(size_t)r], &rgx[(size_t)r]);
-      r += k;
-    }
+      double mu[K];
+      for (int i = 0; i < K; ++i) mu[i] = mean[(r + i) % c];
+      rows_sums_grad<K>(g, x + r * hw, hw, hw, mu, &rg[(size_t)r], &rgx[(size_t)r]);
+    });
   });
   std::vector<T> ka((size_t)c), kb((size_t)c), kk((size_t)c), kmu((size_t)c), kis((size_t)c);
   std::vector<double> sg((size_t)c), sgx((size_t)c);
@@ -230,15 +226,9 @@ void batch_norm_stats_cpu(double* mean, double* var, const T* x, int64_t n, int6
   const double m = (double)(n * hw);
   std::vector<double> rs((size_t)(n * c)), rq((size_t)(n * c));
   parallel_for(n * c, hw, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1;) {
-      if (r1 - r >= kRowsAtOnce) {
-        rows_sum_and_sq<kRowsAtOnce>(x + r * hw, hw, hw, &rs[(size_t)r], &rq[(size_t)r]);
-        r += kRowsAtOnce;
-      } else {
-        rows_sum_and_sq<1>(x + r * hw, hw, hw, &rs[(size_t)r], &rq[(size_t)r]);
-        ++r;
-      }
-    }
+    row_groups(r0, r1, [&](int64_t r, auto kc) {
+      rows_sum_and_sq<decltype(kc)::value>(x + r * hw, hw, hw, &rs[(size_t)r], &rq[(size_t)r]);
+    });
   });
   std::vector<double> ts((size_t)c), tq((size_t)c);
   channel_totals(ts.data(), tq.data(), rs.data(), rq.data(), n, c);
