@@ -86,9 +86,12 @@ Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w);  // P
 // Eval: normalise with the running statistics. weight/bias (C) may be undefined (affine off).
 // act fuses relu or relu6 after it (core/activation.h): one node "batch_norm2d+relu" whose values
 // and gradients equal relu(batch_norm2d(...))'s bit for bit, with one pass and one tensor less.
+// residual (x's shape, may be undefined) is added before the activation, a residual block's end:
+// one node "batch_norm2d+add+relu" equal to add_relu(batch_norm2d(...), residual) bit for bit,
+// which saves the add's pass over the output and, backward, one read of the masked gradient.
 Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                     Tensor running_var, bool training, double momentum, double eps,
-                    FusedAct act = FusedAct::none);
+                    FusedAct act = FusedAct::none, const Tensor& residual = Tensor());
 
 // ---- inference fusion (core/ops_conv_bn.cpp) ----
 // act(batch_norm2d(conv2d(x, weight, bias), eval mode) + residual) as one op that records no node:

@@ -32,12 +32,8 @@ void check_channels(const Tensor& t, const char* arg, const Tensor& x, int64_t o
 Tensor composed(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& o,
                 const Tensor& bn_weight, const Tensor& bn_bias, const Tensor& running_mean,
                 const Tensor& running_var, double eps, const Tensor& residual, FusedAct act) {
-  Tensor t = batch_norm2d(conv2d(x, weight, bias, o), bn_weight, bn_bias, running_mean,
-                          running_var, false, 0.0, eps, residual.defined() ? FusedAct::none : act);
-  if (!residual.defined()) return t;
-  if (act == FusedAct::relu) return add_relu(t, residual);
-  Tensor s = add(t, residual);
-  return act == FusedAct::relu6 ? relu6(s) : s;
+  return batch_norm2d(conv2d(x, weight, bias, o), bn_weight, bn_bias, running_mean, running_var,
+                      false, 0.0, eps, act, residual);
 }
 
 }  // namespace

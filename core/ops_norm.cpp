@@ -27,10 +27,16 @@ void check_channel_param(const Tensor& t, const Tensor& x, const char* arg) {
 }  // namespace
 
 Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
-                    Tensor running_var, bool training, double momentum, double eps, FusedAct act) {
-  if (on_cuda("batch_norm2d", {&x, &weight, &bias, &running_mean, &running_var}, {"x", "weight", "bias", "running_mean", "running_var"})) {
-    // cuDNN's batch norm has no fused activation in the legacy API: two nodes on the GPU.
+                    Tensor running_var, bool training, double momentum, double eps, FusedAct act,
+                    const Tensor& residual) {
+  if (on_cuda("batch_norm2d", {&x, &weight, &bias, &running_mean, &running_var, &residual},
+              {"x", "weight", "bias", "running_mean", "running_var", "residual"})) {
+    // cuDNN's batch norm has no fused add or activation in the legacy API: separate nodes.
     Tensor y = batch_norm2d_cuda(x, weight, bias, running_mean, running_var, training, momentum, eps);
+    if (residual.defined()) {
+      if (act == FusedAct::relu) return add_relu(y, residual);
+      y = add(y, residual);
+    }
     return act == FusedAct::relu ? relu(y) : act == FusedAct::relu6 ? relu6(y) : y;
   }
   check_float(x, "batch_norm2d", "x");
@@ -44,6 +50,14 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, T
   LB_CHECK(running_mean.defined() == running_var.defined(),
            "batch_norm2d: running_mean and running_var must be given together");
   LB_CHECK(eps >= 0, "batch_norm2d: eps must be >= 0, got ", eps);
+  if (residual.defined()) {
+    check_float(residual, "batch_norm2d", "residual");
+    check_cpu(residual, "batch_norm2d");
+    LB_CHECK(residual.dtype() == x.dtype(), "batch_norm2d: residual is ",
+             dtype_name(residual.dtype()), ", x is ", dtype_name(x.dtype()));
+    LB_CHECK(residual.shape() == x.shape(), "batch_norm2d: residual has shape ",
+             shape_str(residual.shape()), ", expected x's shape ", shape_str(x.shape()));
+  }
   const int64_t n = x.shape()[0], c = x.shape()[1], hw = x.shape()[2] * x.shape()[3];
   const int64_t count = n * hw;
   if (training) {
@@ -84,39 +98,46 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, T
     }
     batch_norm_forward_cpu(y.data<scalar_t>(), x.data<scalar_t>(), mean->data(), invstd->data(),
                            weight.defined() ? weight.data<scalar_t>() : nullptr,
-                           bias.defined() ? bias.data<scalar_t>() : nullptr, n, c, hw, act);
+                           bias.defined() ? bias.data<scalar_t>() : nullptr, n, c, hw, act,
+                           residual.defined() ? residual.data<scalar_t>() : nullptr);
   });
 
   Tensor sx = x.detach();
   Tensor sw = weight.defined() ? weight.detach() : Tensor();
   // The fused activation's mask comes from the output, which the next op keeps anyway.
   Tensor sy = act == FusedAct::none ? Tensor() : y.detach();
-  const char* name = act == FusedAct::relu    ? "batch_norm2d+relu"
-                     : act == FusedAct::relu6 ? "batch_norm2d+relu6"
-                                              : "batch_norm2d";
+  const bool res = residual.defined();
+  const char* name = act == FusedAct::relu    ? (res ? "batch_norm2d+add+relu" : "batch_norm2d+relu")
+                     : act == FusedAct::relu6 ? (res ? "batch_norm2d+add+relu6" : "batch_norm2d+relu6")
+                                              : (res ? "batch_norm2d+add" : "batch_norm2d");
   return record(
-      y, name, {x, weight, bias}, {"x", "weight", "bias"},
+      y, name, {x, weight, bias, residual}, {"x", "weight", "bias", "residual"},
       [sx, sw, sy, act, mean, invstd, training, n, c, hw](const Node& node, const Tensor& g) {
-        // needs_grad throws on an undefined input: ask only for the parameters that exist.
+        // needs_grad throws on an undefined input: ask only for the inputs that exist.
         const bool want_x = node.needs_grad(0);
         const bool want_w = node.inputs[1].defined() && node.needs_grad(1);
         const bool want_b = node.inputs[2].defined() && node.needs_grad(2);
+        const bool want_r = node.inputs[3].defined() && node.needs_grad(3);
         Tensor gx = want_x ? Tensor::empty(sx.shape(), sx.dtype()) : Tensor();
         Tensor gw = want_w ? Tensor::empty({c}, sx.dtype()) : Tensor();
         Tensor gb = want_b ? Tensor::empty({c}, sx.dtype()) : Tensor();
+        // The residual's gradient is the incoming one, masked by the activation if there is one
+        // (written by the backward's first pass, which its second then reads).
+        Tensor gr = !want_r ? Tensor() : act == FusedAct::none ? g : Tensor::empty(sx.shape(), sx.dtype());
         LB_DISPATCH_FLOAT(sx.dtype(), "batch_norm2d backward", [&] {
           std::vector<double> dgamma((size_t)c), dbeta((size_t)c);
           batch_norm_backward_cpu(want_x ? gx.data<scalar_t>() : nullptr, dgamma.data(),
                                   dbeta.data(), g.data<scalar_t>(), sx.data<scalar_t>(),
                                   mean->data(), invstd->data(),
                                   sw.defined() ? sw.data<scalar_t>() : nullptr, training, n, c, hw,
-                                  sy.defined() ? sy.data<scalar_t>() : nullptr, act);
+                                  sy.defined() ? sy.data<scalar_t>() : nullptr, act,
+                                  want_r && act != FusedAct::none ? gr.data<scalar_t>() : nullptr);
           for (int64_t i = 0; i < c; ++i) {
             if (want_w) gw.data<scalar_t>()[i] = (scalar_t)dgamma[i];
             if (want_b) gb.data<scalar_t>()[i] = (scalar_t)dbeta[i];
           }
         });
-        return std::vector<Tensor>{gx, gw, gb};
+        return std::vector<Tensor>{gx, gw, gb, gr};
       });
 }
 

@@ -107,11 +107,7 @@ Tensor Conv2d::forward(const Tensor& x) {
 Tensor Conv2d::forward_bn_act(const Tensor& x, BatchNorm2d& bn, FusedAct act,
                               const Tensor& residual) {
   if (bn.training() || grad_enabled()) {
-    Tensor t = bn.forward_act(forward(x), residual.defined() ? FusedAct::none : act);
-    if (!residual.defined()) return t;
-    if (act == FusedAct::relu) return add_relu(t, residual);
-    Tensor s = add(t, residual);
-    return act == FusedAct::relu6 ? relu6(s) : s;
+    return bn.forward_act(forward(x), act, residual);
   }
   const auto [xq, w] = quantized_operands(x);
   return conv2d_bn_act(xq, w, bias, opts, bn.weight, bn.bias, bn.running_mean, bn.running_var,
@@ -180,8 +176,9 @@ void BatchNorm2d::reset_parameters(uint64_t) {
 
 Tensor BatchNorm2d::forward(const Tensor& x) { return forward_act(x, FusedAct::none); }
 
-Tensor BatchNorm2d::forward_act(const Tensor& x, FusedAct act) {
-  Tensor y = batch_norm2d(x, weight, bias, running_mean, running_var, training(), momentum, eps, act);
+Tensor BatchNorm2d::forward_act(const Tensor& x, FusedAct act, const Tensor& residual) {
+  Tensor y = batch_norm2d(x, weight, bias, running_mean, running_var, training(), momentum, eps, act,
+                          residual);
   if (training()) num_batches_tracked.data<int64_t>()[0] += 1;
   return named(y, x, node_name());
 }

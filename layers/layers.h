@@ -43,8 +43,8 @@ class Conv2d : public QuantizableLayer {
   // act(bn(forward(x)) + residual), the way a block ends (residual may be undefined: none; act
   // relu, relu6 or none). In evaluation without grad (bn.training() false, grad mode off) it is
   // one op, conv2d_bn_act: the batch norm, residual and activation run on each output plane while
-  // it is in cache; otherwise the separate modules and ops, recording the usual nodes. The values
-  // are the same either way, bit for bit. The models call it wherever a batch norm follows a conv.
+  // it is in cache; otherwise a conv2d node and a batch_norm2d node with the residual and the
+  // activation fused in (batch_norm2d+add+relu). The values are the same either way, bit for bit. The models call it wherever a batch norm follows a conv.
   Tensor forward_bn_act(const Tensor& x, BatchNorm2d& bn, FusedAct act,
                         const Tensor& residual = Tensor());
   std::string kind() const override { return "Conv2d"; }
@@ -74,7 +74,8 @@ class BatchNorm2d : public Module {
   // relu(forward(x)) as one node (core/activation.h): the same numbers, one memory pass and one
   // saved tensor less. The models use it wherever a ReLU follows a batch norm directly.
   Tensor forward_relu(const Tensor& x) { return forward_act(x, FusedAct::relu); }
-  Tensor forward_act(const Tensor& x, FusedAct act);
+  // act(forward(x) + residual) as one node (residual may be undefined: none); see batch_norm2d.
+  Tensor forward_act(const Tensor& x, FusedAct act, const Tensor& residual = Tensor());
   std::string kind() const override { return "BatchNorm2d"; }
   void reset_parameters(uint64_t seed) override;
   std::string describe() const override;

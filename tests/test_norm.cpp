@@ -213,6 +213,80 @@ TEST_CASE("batch_norm2d: a fused relu/relu6 gives relu(batch_norm2d)'s bits, val
       }
 }
 
+TEST_CASE("batch_norm2d: a fused residual gives act(batch_norm2d + residual)'s bits, values and gradients") {
+  Tensor x = rand_tensor({4, 8, 9, 7}, 81, -1, 3);
+  Tensor w = rand_tensor({8}, 82, -4, 4), b = rand_tensor({8}, 83, -3, 3);
+  Tensor r = rand_tensor({4, 8, 9, 7}, 84, -2, 2), g = rand_tensor({4, 8, 9, 7}, 85);
+  for (const FusedAct act : {FusedAct::none, FusedAct::relu, FusedAct::relu6})
+    for (const DType dt : {DType::f32, DType::f64})
+      for (const bool training : {true, false})
+        for (const bool x_grad : {true, false}) {  // without dx the masked dy still goes to dr
+          CAPTURE(fused_act_name(act));
+          CAPTURE(dtype_name(dt));
+          CAPTURE(training);
+          CAPTURE(x_grad);
+          auto run = [&](bool fused, std::vector<Tensor>& out) {
+            Tensor xs = x.to(dt).set_requires_grad(x_grad), ws = w.to(dt).set_requires_grad(true),
+                   bs = b.to(dt).set_requires_grad(true), rs = r.to(dt).set_requires_grad(true);
+            Tensor rm = rand_tensor({8}, 86, -0.5, 0.5).to(dt), rv = rand_tensor({8}, 87, 0.5, 2).to(dt);
+            Tensor y;
+            if (fused) {
+              y = batch_norm2d(xs, ws, bs, rm, rv, training, 0.1, 1e-5, act, rs);
+              const std::string a = act == FusedAct::none ? "" : std::string("+") + fused_act_name(act);
+              CHECK(y.node()->kind == "batch_norm2d+add" + a);
+            } else {
+              Tensor t = batch_norm2d(xs, ws, bs, rm, rv, training, 0.1, 1e-5);
+              y = act == FusedAct::relu    ? add_relu(t, rs)
+                  : act == FusedAct::relu6 ? relu6(add(t, rs))
+                                           : add(t, rs);
+            }
+            backward(y, g.to(dt));
+            out = {y, ws.grad(), bs.grad(), rs.grad(), rm, rv};
+            if (x_grad) out.push_back(xs.grad());
+          };
+          std::vector<Tensor> fused, composed;
+          run(true, fused);
+          run(false, composed);
+          const char* what[] = {"y", "dweight", "dbias", "dresidual", "running_mean", "running_var", "dx"};
+          REQUIRE(fused.size() == composed.size());
+          for (size_t i = 0; i < fused.size(); ++i) {
+            CAPTURE(what[i]);
+            REQUIRE(fused[i].defined());
+            REQUIRE(fused[i].nbytes() == composed[i].nbytes());
+            CHECK(std::memcmp(fused[i].raw(), composed[i].raw(), fused[i].nbytes()) == 0);
+          }
+          // The residual matters and the masks are not trivial.
+          auto yv = fused[0].to_vector<double>();
+          if (act != FusedAct::none) CHECK(std::count(yv.begin(), yv.end(), 0.0) > 0);
+          if (act == FusedAct::relu6) CHECK(std::count(yv.begin(), yv.end(), 6.0) > 0);
+          Tensor plain = batch_norm2d(x.to(dt), w.to(dt), b.to(dt), rand_tensor({8}, 86, -0.5, 0.5).to(dt),
+                                      rand_tensor({8}, 87, 0.5, 2).to(dt), training, 0.1, 1e-5, act);
+          CHECK(max_abs_diff(plain, fused[0]) > 0.1);
+        }
+}
+
+TEST_CASE("batch_norm2d: a fused residual's gradients match finite differences; bad residuals") {
+  using V = std::vector<Tensor>;
+  for (const FusedAct act : {FusedAct::none, FusedAct::relu, FusedAct::relu6}) {
+    CAPTURE(fused_act_name(act));
+    CHECK_GRADCHECK(gradcheck(
+        [act](const V& in) {
+          return batch_norm2d(in[0], in[1], in[2], Tensor(), Tensor(), true, 0.1, 1e-5, act, in[3]);
+        },
+        {rand_tensor({2, 3, 1, 3}, 71), rand_tensor({3}, 72, 3, 4), rand_tensor({3}, 73, 1, 2),
+         rand_tensor({2, 3, 1, 3}, 74, -1, 1)}));
+  }
+  Tensor x = rand_tensor({2, 3, 2, 2}, 61);
+  Tensor c3 = Tensor::ones({3}, DType::f64);
+  CHECK_THROWS_WITH_AS(batch_norm2d(x, c3, c3, c3, c3, true, 0.1, 1e-5, FusedAct::relu,
+                                    rand_tensor({2, 3, 2, 3}, 62)),
+                       doctest::Contains("batch_norm2d: residual has shape (2, 3, 2, 3), expected x's shape (2, 3, 2, 2)"),
+                       Error);
+  CHECK_THROWS_WITH_AS(batch_norm2d(x, c3, c3, c3, c3, true, 0.1, 1e-5, FusedAct::relu,
+                                    rand_tensor({2, 3, 2, 2}, 62, -1, 1, DType::f32)),
+                       doctest::Contains("batch_norm2d: residual is float32, x is float64"), Error);
+}
+
 TEST_CASE("batch_norm2d: the fused relu's and relu6's gradients match finite differences") {
   using V = std::vector<Tensor>;
   // 18 outputs of a unit normal times up to 4 plus up to 2: some clamped at 0 and some at 6, none

@@ -106,11 +106,12 @@ void add_norm_pool(std::vector<RegisteredOp>& t) {
   t.push_back(
       {"batchnorm2d",
        "batch norm over (N,H,W) per channel; running stats start at 0/1 and are not output",
-       {kX, {"weight", true}, {"bias", true}},
+       {kX, {"weight", true}, {"bias", true}, {"residual", true}},
        {{"eps", "added to the variance (default 1e-5)"},
         {"momentum", "running-average factor (default 0.1)"},
         {"training", "true: batch statistics; false: the running stats 0/1 (default true)"},
-        {"act", "none, relu or relu6 fused after it, one node (default none)"}},
+        {"act", "none, relu or relu6 fused after it (after the residual, if given), one node "
+                "(default none)"}},
        [](const Inputs& in, const OpOptions& opt) {
          const std::string act_name = opt.get_string("act", "none");
          const FusedAct act = act_name == "relu"    ? FusedAct::relu
@@ -127,7 +128,7 @@ void add_norm_pool(std::vector<RegisteredOp>& t) {
          Tensor rm = Tensor::zeros({x.size(1)}, x.dtype());
          Tensor rv = Tensor::ones({x.size(1)}, x.dtype());
          return batch_norm2d(x, opt_in(in, "weight"), opt_in(in, "bias"), rm, rv, training,
-                             momentum, eps, act);
+                             momentum, eps, act, opt_in(in, "residual"));
        }});
   for (const bool is_max : {true, false}) {
     std::vector<OpOption> options = {{"kernel_size", "int or H,W (required)"},

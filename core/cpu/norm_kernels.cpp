@@ -141,16 +141,23 @@ void rows_sums_grad(const T* g, const T* p, int64_t stride, int64_t n, const dou
   row_sums<K, T>(n, terms, vterms, s_g, s_gx);
 }
 
+// With a residual, y = act(affine(x) + residual): the sum the separate add would have formed
+// from the rounded affine value, so the same bits.
 template <FusedAct Act, class T>
-void forward_rows(T* y, const T* x, const T* mu, const T* scale, const T* shift, int64_t n,
-                  int64_t c, int64_t hw) {
-  parallel_for(n * c, hw, [&](int64_t r0, int64_t r1) {
+void forward_rows(T* y, const T* x, const T* res, const T* mu, const T* scale, const T* shift,
+                  int64_t n, int64_t c, int64_t hw) {
+  parallel_for(n * c, res ? 2 * hw : hw, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const size_t ch = (size_t)(r % c);
       const T m0 = mu[ch], sc = scale[ch], sh = shift[ch];
       const T* __restrict p = x + r * hw;
       T* __restrict q = y + r * hw;
-      for (int64_t j = 0; j < hw; ++j) q[j] = act_fwd<Act>((p[j] - m0) * sc + sh);
+      if (res) {
+        const T* __restrict s = res + r * hw;
+        for (int64_t j = 0; j < hw; ++j) q[j] = act_fwd<Act>((p[j] - m0) * sc + sh + s[j]);
+      } else {
+        for (int64_t j = 0; j < hw; ++j) q[j] = act_fwd<Act>((p[j] - m0) * sc + sh);
+      }
     }
   });
 }
@@ -158,20 +165,22 @@ void forward_rows(T* y, const T* x, const T* mu, const T* scale, const T* shift,
 // Both passes of the backward for one activation (see batch_norm_backward_cpu).
 template <FusedAct Act, class T>
 void backward_rows(T* dx, double* dgamma, double* dbeta, const T* dy, const T* x, const T* y,
-                   const double* mean, const double* invstd, const T* gamma, bool training,
-                   int64_t n, int64_t c, int64_t hw) {
+                   T* dmask, const double* mean, const double* invstd, const T* gamma,
+                   bool training, int64_t n, int64_t c, int64_t hw) {
   const double m = (double)(n * hw);
   // Pass 1: per row, sums of dy and of dy * (x - mean).
   std::vector<double> rg((size_t)(n * c)), rgx((size_t)(n * c));
-  // With an activation, the masked dy goes where dx will be (a row buffer if dx is not wanted)
-  // and pass 2 finishes dx in place: y is read once.
+  // With an activation, the masked dy goes to dmask if given (the residual's gradient), else
+  // where dx will be (a row buffer if dx is not wanted), and pass 2 reads it from there: y is
+  // read once.
+  T* const masked = dmask ? dmask : dx;
   parallel_for(n * c, 2 * hw, [&](int64_t r0, int64_t r1) {
-    std::vector<T> rows(Act == FusedAct::none || dx ? 0 : (size_t)(kRowsAtOnce * hw));
+    std::vector<T> rows(Act == FusedAct::none || masked ? 0 : (size_t)(kRowsAtOnce * hw));
     row_groups(r0, r1, [&](int64_t r, auto kc) {
       constexpr int K = decltype(kc)::value;
       const T* g = dy + r * hw;
       if constexpr (Act != FusedAct::none) {
-        T* m = dx ? dx + r * hw : rows.data();
+        T* m = masked ? masked + r * hw : rows.data();
         for (int i = 0; i < K; ++i) mask_row<Act>(m + i * hw, g + i * hw, y + (r + i) * hw, hw);
         g = m;
       }
@@ -206,6 +215,9 @@ void backward_rows(T* dx, double* dgamma, double* dbeta, const T* dy, const T* x
       T* __restrict q = dx + r * hw;
       if constexpr (Act == FusedAct::none) {
         const T* __restrict g = dy + r * hw;
+        for (int64_t j = 0; j < hw; ++j) q[j] = kT * (g[j] - a - (p[j] - muT) * isT * bcoef);
+      } else if (dmask) {  // the masked dy from pass 1
+        const T* __restrict g = dmask + r * hw;
         for (int64_t j = 0; j < hw; ++j) q[j] = kT * (g[j] - a - (p[j] - muT) * isT * bcoef);
       } else {  // q holds the masked dy from pass 1
         for (int64_t j = 0; j < hw; ++j) q[j] = kT * (q[j] - a - (p[j] - muT) * isT * bcoef);
@@ -261,14 +273,15 @@ void batch_norm_affine(T* mu, T* scale, T* shift, const double* mean, const doub
 template <class T>
 void batch_norm_forward_cpu(T* y, const T* x, const double* mean, const double* invstd,
                             const T* gamma, const T* beta, int64_t n, int64_t c, int64_t hw,
-                            FusedAct act) {
+                            FusedAct act, const T* residual) {
   std::vector<T> mu((size_t)c), scale((size_t)c), shift((size_t)c);
   batch_norm_affine(mu.data(), scale.data(), shift.data(), mean, invstd, gamma, beta, c);
   const T *pm = mu.data(), *ps = scale.data(), *pb = shift.data();
   switch (act) {
-    case FusedAct::none: return forward_rows<FusedAct::none>(y, x, pm, ps, pb, n, c, hw);
-    case FusedAct::relu: return forward_rows<FusedAct::relu>(y, x, pm, ps, pb, n, c, hw);
-    case FusedAct::relu6: return forward_rows<FusedAct::relu6>(y, x, pm, ps, pb, n, c, hw);
+    case FusedAct::none: return forward_rows<FusedAct::none>(y, x, residual, pm, ps, pb, n, c, hw);
+    case FusedAct::relu: return forward_rows<FusedAct::relu>(y, x, residual, pm, ps, pb, n, c, hw);
+    case FusedAct::relu6:
+      return forward_rows<FusedAct::relu6>(y, x, residual, pm, ps, pb, n, c, hw);
   }
 }
 
@@ -276,16 +289,17 @@ template <class T>
 void batch_norm_backward_cpu(T* dx, double* dgamma, double* dbeta, const T* dy, const T* x,
                              const double* mean, const double* invstd, const T* gamma,
                              bool training, int64_t n, int64_t c, int64_t hw, const T* y,
-                             FusedAct act) {
+                             FusedAct act, T* dmask) {
+  LB_CHECK(act != FusedAct::none || !dmask, "batch_norm_backward_cpu: dmask without an activation");
   switch (act) {
     case FusedAct::none:
-      return backward_rows<FusedAct::none>(dx, dgamma, dbeta, dy, x, y, mean, invstd, gamma,
+      return backward_rows<FusedAct::none>(dx, dgamma, dbeta, dy, x, y, dmask, mean, invstd, gamma,
                                            training, n, c, hw);
     case FusedAct::relu:
-      return backward_rows<FusedAct::relu>(dx, dgamma, dbeta, dy, x, y, mean, invstd, gamma,
+      return backward_rows<FusedAct::relu>(dx, dgamma, dbeta, dy, x, y, dmask, mean, invstd, gamma,
                                            training, n, c, hw);
     case FusedAct::relu6:
-      return backward_rows<FusedAct::relu6>(dx, dgamma, dbeta, dy, x, y, mean, invstd, gamma,
+      return backward_rows<FusedAct::relu6>(dx, dgamma, dbeta, dy, x, y, dmask, mean, invstd, gamma,
                                             training, n, c, hw);
   }
 }
@@ -295,10 +309,11 @@ void batch_norm_backward_cpu(T* dx, double* dgamma, double* dbeta, const T* dy, 
                                      const T*, int64_t);                                         \
   template void batch_norm_stats_cpu<T>(double*, double*, const T*, int64_t, int64_t, int64_t); \
   template void batch_norm_forward_cpu<T>(T*, const T*, const double*, const double*, const T*, \
-                                          const T*, int64_t, int64_t, int64_t, FusedAct);        \
+                                          const T*, int64_t, int64_t, int64_t, FusedAct,         \
+                                          const T*);                                             \
   template void batch_norm_backward_cpu<T>(T*, double*, double*, const T*, const T*,            \
                                            const double*, const double*, const T*, bool,        \
-                                           int64_t, int64_t, int64_t, const T*, FusedAct);
+                                           int64_t, int64_t, int64_t, const T*, FusedAct, T*);
 LB_INSTANTIATE(float)
 LB_INSTANTIATE(double)
 #undef LB_INSTANTIATE
