@@ -22,6 +22,14 @@ thread_local OpProfiler* g_profiler = nullptr;
 const char* const kEngineRow = "autograd engine";
 const char* const kAccumulateRow = "grad accumulate";
 std::atomic<int64_t> g_node_seq{0};
+using PendingGrads = std::unordered_map<Node*, std::shared_ptr<TensorImpl>>;
+// The running backward's pending gradients, and those pending_grad handed to the node now running
+// (returned, they are already added), on this thread; null outside a backward.
+struct BackwardState {
+  PendingGrads pending;
+  std::vector<const TensorImpl*> handed;
+};
+thread_local BackwardState* g_backward = nullptr;
 
 // True when the one reference p names a plain tensor that nothing else holds, nor its storage, so
 // writing into it cannot change a value anyone else reads. An op may hand one tensor to several
@@ -60,6 +68,20 @@ void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
 
 bool grad_reusable(const Node& n, const Tensor& g) {
   return g.defined() && n.grad_hooks.empty() && only_holder(g.impl_ptr());
+}
+
+Tensor pending_grad(const Node& n, size_t i) {
+  if (!g_backward || !n.grad_hooks.empty() || i >= n.inputs.size()) return Tensor();
+  const Tensor& in = n.inputs[i];
+  if (!in.defined() || !in.node()) return Tensor();
+  auto it = g_backward->pending.find(in.node().get());
+  if (it == g_backward->pending.end() || !it->second) return Tensor();
+  const std::shared_ptr<TensorImpl>& slot = it->second;
+  if (!only_holder(slot) || slot->storage->device != Device::cpu || slot->shape != in.shape() ||
+      slot->dtype != in.dtype())
+    return Tensor();
+  g_backward->handed.push_back(slot.get());
+  return Tensor(slot);
 }
 
 bool grad_enabled() { return g_grad_enabled; }
@@ -182,7 +204,13 @@ void backward(const Tensor& root, const Tensor& grad_root, const BackwardOptions
     return;
   }
   // Each node's output gradient is accumulated in this map while consumers run.
-  std::unordered_map<Node*, std::shared_ptr<TensorImpl>> pending;
+  BackwardState state;
+  PendingGrads& pending = state.pending;
+  struct Scope {  // pending_grad sees this backward's state, and none after it (or a throw)
+    BackwardState* prev;
+    explicit Scope(BackwardState* s) : prev(g_backward) { g_backward = s; }
+    ~Scope() { g_backward = prev; }
+  } scope(&state);
   std::vector<std::shared_ptr<Node>> order = graph_nodes(root);
   accumulate(pending[root.node().get()], g0);
   NoGradGuard no_grad;  // backward functions compute plain tensors
@@ -195,6 +223,7 @@ void backward(const Tensor& root, const Tensor& grad_root, const BackwardOptions
     LB_CHECK(node.backward, "backward: node ", node.label(), " was already freed; pass "
              "retain_graph to backpropagate twice through the same graph");
     if (prof) prof->charge(kEngineRow, OpProfiler::Phase::backward, false);
+    state.handed.clear();
     std::vector<Tensor> gin = node.backward(node, gout);
     if (prof) prof->charge(node.kind, OpProfiler::Phase::backward);
     LB_CHECK(gin.size() == node.inputs.size(), "backward of ", node.label(), " returned ",
@@ -207,8 +236,15 @@ void backward(const Tensor& root, const Tensor& grad_root, const BackwardOptions
       if (!gin[i].defined() || !in.defined() || !in.requires_grad()) continue;
       LB_CHECK(gin[i].shape() == in.shape(), "backward of ", node.label(), ": gradient for input ",
                i, " has shape ", shape_str(gin[i].shape()), ", input has ", shape_str(in.shape()));
-      if (in.node())
-        accumulate(pending[in.node().get()], gin[i]);
+      if (in.node()) {
+        std::shared_ptr<TensorImpl>& slot = pending[in.node().get()];
+        auto handed = std::find(state.handed.begin(), state.handed.end(), gin[i].impl_ptr().get());
+        if (handed != state.handed.end() && slot == gin[i].impl_ptr()) {
+          state.handed.erase(handed);  // added in place through pending_grad: nothing to add
+          continue;
+        }
+        accumulate(slot, gin[i]);
+      }
       else
         accumulate(in.impl().grad, gin[i]);
     }

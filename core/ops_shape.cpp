@@ -101,7 +101,18 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t length) {
            start + length, ") out of bounds for axis ", axis, " of size ", in[a], " in shape ",
            shape_str(in));
   Tensor y = slice_plain(x, a, start, length);
-  return record(y, "slice", {x}, {"x"}, [in, a, start](const Node&, const Tensor& g) {
+  return record(y, "slice", {x}, {"x"}, [in, a, start](const Node& node, const Tensor& g) {
+    // Another piece's gradient already pending for x (a split's other half): add into its block.
+    // The same sums as the engine's full-size add, which would add this slice's zeros elsewhere
+    // (only a -0 there would come out +0 that way).
+    Tensor acc = is_floating(g.dtype()) ? pending_grad(node, 0) : Tensor();
+    if (acc.defined() && acc.dtype() == g.dtype()) {
+      const int64_t len = g.shape()[a], outer = prod(in, 0, a), inner = prod(in, a + 1, in.size());
+      LB_DISPATCH_FLOAT(g.dtype(), "slice backward", [&] {
+        add_axis_block_cpu(acc.data<scalar_t>(), in[a], start, g.data<scalar_t>(), len, outer, inner);
+      });
+      return std::vector<Tensor>{acc};
+    }
     return std::vector<Tensor>{place_plain(g, in, a, start)};
   });
 }

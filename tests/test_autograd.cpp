@@ -65,6 +65,79 @@ TEST_CASE("autograd: a second gradient is added in place only where nothing else
   }
 }
 
+// pending_grad (autograd.h): a backward may add into the gradient already pending for an input.
+TEST_CASE("autograd: pending_grad hands over a pending gradient only where it may be added into") {
+  Tensor x = Tensor::from_vector<double>({2, 3}, {1, 2, 3, 4, 5, 6}).set_requires_grad(true);
+  Tensor h = relu(x);  // x > 0: h's gradient reaches x unchanged, and h has a node
+  bool seen = false, ran = false;
+  auto in_place = [&](bool hook) {
+    seen = ran = false;
+    // `adder` runs second (created first): it adds 2 into what `first` left pending, if allowed.
+    Tensor a = record(Tensor::zeros({2, 3}, DType::f64), "adder", {h}, {"x"},
+                      [&](const Node& n, const Tensor& g) {
+                        ran = true;
+                        Tensor acc = pending_grad(n, 0);
+                        seen = acc.defined();
+                        if (!seen) return std::vector<Tensor>{mul(g, Tensor::full({2, 3}, 2.0, DType::f64))};
+                        add_into(acc, mul(g, Tensor::full({2, 3}, 2.0, DType::f64)));
+                        return std::vector<Tensor>{acc};
+                      });
+    if (hook) a.node()->grad_hooks.push_back([](const Node&, const Tensor&, const std::vector<Tensor>&) {});
+    Tensor b = record(Tensor::zeros({2, 3}, DType::f64), "first", {h}, {"x"},
+                      [](const Node&, const Tensor& g) {
+                        // A fresh tensor: g itself is add's gradient for `adder` too (held twice).
+                        return std::vector<Tensor>{mul(g, Tensor::full({2, 3}, 1.0, DType::f64))};
+                      });
+    if (x.grad().defined()) x.grad().fill(0);
+    backward(sum(add(a, b)));
+    CHECK(ran);
+    // 1 from `first` plus 2 from `adder`, either way: added once, never twice or lost.
+    CHECK(x.grad().to_vector<double>() == std::vector<double>(6, 3.0));
+  };
+  SUBCASE("taken when the engine holds the only reference") {
+    in_place(false);
+    CHECK(seen);
+  }
+  SUBCASE("not taken with a grad hook on the node (it must see the node's own gradient)") {
+    in_place(true);
+    CHECK_FALSE(seen);
+  }
+  SUBCASE("not for a leaf input, nor outside a backward") {
+    Tensor a = record(Tensor::zeros({2, 3}, DType::f64), "adder", {x}, {"x"},
+                      [&](const Node& n, const Tensor& g) {
+                        seen = pending_grad(n, 0).defined();
+                        return std::vector<Tensor>{g};
+                      });
+    backward(sum(add(a, mul(x, x))));
+    CHECK_FALSE(seen);
+    CHECK_FALSE(pending_grad(*a.node(), 0).defined());
+  }
+}
+
+TEST_CASE("autograd: split's pieces build one gradient, the values of placing each and adding") {
+  for (const DType dt : {DType::f32, DType::f64}) {
+    CAPTURE(dtype_name(dt));
+    Tensor x = rand_tensor({3, 6, 2, 2}, 91, 0.5, 1.0, dt).set_requires_grad(true);
+    Tensor wa = rand_tensor({3, 4, 2, 2}, 92, -1, 1, dt), wb = rand_tensor({3, 4, 2, 2}, 93, -1, 1, dt);
+    // Overlapping pieces [0, 4) and [2, 6): channels 2 and 3 receive both.
+    Tensor h = relu(x);
+    backward(add(sum(mul(slice(h, 1, 0, 4), wa)), sum(mul(slice(h, 1, 2, 4), wb))));
+    const std::vector<double> a = wa.to_vector<double>(), b = wb.to_vector<double>();
+    const std::vector<double> gx = x.grad().to_vector<double>();
+    int64_t bad = 0;
+    for (int64_t n = 0; n < 3; ++n)
+      for (int64_t c = 0; c < 6; ++c)
+        for (int64_t k = 0; k < 4; ++k) {
+          const double va = c < 4 ? a[(size_t)((n * 4 + c) * 4 + k)] : 0.0;
+          const double vb = c >= 2 ? b[(size_t)((n * 4 + c - 2) * 4 + k)] : 0.0;
+          // The sum in the tensor's own precision, as the engine would have formed it.
+          const double want = dt == DType::f32 ? (double)((float)va + (float)vb) : va + vb;
+          bad += gx[(size_t)((n * 6 + c) * 4 + k)] != want;
+        }
+    CHECK(bad == 0);
+  }
+}
+
 TEST_CASE("autograd: no_grad records nothing") {
   Tensor x = Tensor::ones({2}, DType::f64).set_requires_grad(true);
   NoGradGuard ng;

@@ -40,6 +40,23 @@ void place_axis_block_cpu(void* dst, int64_t dst_axis, int64_t start, const void
   });
 }
 
+template <class T>
+void add_axis_block_cpu(T* dst, int64_t dst_axis, int64_t start, const T* src, int64_t len,
+                        int64_t outer, int64_t inner) {
+  const int64_t block = len * inner;
+  parallel_for(outer, block, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o) {
+      T* __restrict d = dst + (o * dst_axis + start) * inner;
+      const T* __restrict s = src + o * block;
+      for (int64_t j = 0; j < block; ++j) d[j] = d[j] + s[j];
+    }
+  });
+}
+template void add_axis_block_cpu<float>(float*, int64_t, int64_t, const float*, int64_t, int64_t,
+                                        int64_t);
+template void add_axis_block_cpu<double>(double*, int64_t, int64_t, const double*, int64_t,
+                                         int64_t, int64_t);
+
 void channel_shuffle_cpu(void* y, const void* x, int64_t n, int64_t c, int64_t groups, int64_t hw,
                          int64_t elem) {
   const int64_t per = c / groups;  // channels per group

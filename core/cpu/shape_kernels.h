@@ -1,5 +1,5 @@
 // Copy kernels for the shape ops (core/ops_shape.cpp). They move bytes, so one kernel serves every
-// dtype. A tensor is seen as (outer, axis, inner) around the axis the op works on.
+// dtype (add_axis_block_cpu, which adds, is typed). A tensor is seen as (outer, axis, inner) around the axis the op works on.
 #pragma once
 #include <cstdint>
 
@@ -16,6 +16,12 @@ void copy_axis_block_cpu(void* dst, int64_t dst_axis, int64_t dst_start, const v
 // zero fill of the whole and then the copy wrote the placed part twice, the fill on one thread).
 void place_axis_block_cpu(void* dst, int64_t dst_axis, int64_t start, const void* src, int64_t len,
                           int64_t outer, int64_t inner, int64_t elem);
+
+// dst's block [start, start + len) along the axis += src (outer, len, inner), as dst + src
+// element by element: slice's backward adding into a gradient already pending (pending_grad).
+template <class T>
+void add_axis_block_cpu(T* dst, int64_t dst_axis, int64_t start, const T* src, int64_t len,
+                        int64_t outer, int64_t inner);
 
 // Channel shuffle: x (N, g, C/g, HW) -> y (N, C/g, g, HW), i.e. output channel j*g + i takes input
 // channel i*(C/g) + j. Shuffling with C/g groups undoes it. elem: bytes per element.
