@@ -1,6 +1,8 @@
 // The conv2d op: checks, output allocation, dispatch to the im2col+gemm or the direct depthwise
 // kernels (core/cpu/conv_kernels.h), and a node "conv2d" (inputs x, weight, bias) whose backward
 // computes dx = conv_transpose(dy, w), dw = sum_n dy_n * col(x_n)^T and db = sum of dy.
+#include <type_traits>
+
 #include "core/autograd.h"
 #include "core/cpu/conv_kernels.h"
 #include "core/cuda/kernels.h"
@@ -84,7 +86,17 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
                   std::vector<Tensor> out(3);
                   LB_DISPATCH_FLOAT(gy.dtype(), "conv2d backward", [&] {
                     const scalar_t* pg = gy.data<scalar_t>();
-                    if (node.needs_grad(0)) {
+                    // x's gradient from its other consumers (a residual block's skip), where
+                    // the kernel can add into it as it stores (conv2d_backward_data_add_cpu).
+                    Tensor pending;
+                    if (std::is_same_v<scalar_t, float> && !dw && node.needs_grad(0) &&
+                        conv2d_backward_data_adds(g))
+                      pending = pending_grad(node, 0);
+                    if (pending.defined()) {
+                      conv2d_backward_data_add_cpu(pending.data<float>(), gy.data<float>(),
+                                                   ws.data<float>(), g);
+                      out[0] = pending;
+                    } else if (node.needs_grad(0)) {
                       out[0] = Tensor::empty(xs.shape(), xs.dtype());
                       scalar_t* p = out[0].data<scalar_t>();
                       if (dw)

@@ -3,6 +3,7 @@
 // the direct depthwise and 1x1 paths against im2col; thread-count determinism; bad inputs.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -428,6 +429,37 @@ TEST_CASE("conv2d: same thread count gives the same bits; other counts agree to 
     }
     CHECK(d2 < 1e-5);
     CHECK(d3 < 1e-5);
+  }
+}
+
+TEST_CASE("conv2d: a residual input's gradient takes the data gradient in its pass, bit for bit") {
+  // h feeds a 3x3 convolution and a skip, as a residual block's input does. Without hooks the
+  // convolution adds its data gradient into the skip's pending one (conv2d_backward_data_add_cpu,
+  // where the layer runs on Winograd); a grad hook on the conv node keeps the separate tensor and
+  // the engine's add (pending_grad). Both give the same bits.
+  Conv2dOptions o;
+  o.padding[0] = o.padding[1] = 1;
+  for (const int64_t hw : {16, 8}) {  // F(4x4) and, at 8x8 with 8 channels, by the layer's pick
+    CAPTURE(hw);
+    const Tensor x0 = rand_tensor({2, 16, hw, hw}, 95, 0.25, 1.0, DType::f32);
+    const Tensor w = rand_tensor({16, 16, 3, 3}, 96, -0.3, 0.3, DType::f32);
+    const Tensor skip = rand_tensor({2, 16, hw, hw}, 97, -1, 1, DType::f32);
+    const Tensor r = rand_tensor({2, 16, hw, hw}, 98, -1, 1, DType::f32);
+    auto run = [&](bool hook) {
+      Tensor x = x0.clone().set_requires_grad(true);
+      Tensor h = relu(x);  // x > 0: h's gradient reaches x unchanged, and h has a node
+      Tensor y = conv2d(h, w, Tensor(), o);
+      if (hook) y.node()->grad_hooks.push_back([](const Node&, const Tensor&, const std::vector<Tensor>&) {});
+      backward(add(sum(mul(y, r)), sum(mul(h, skip))));
+      return x.grad();
+    };
+    const Tensor fused = run(false), separate = run(true);
+    REQUIRE(fused.nbytes() == separate.nbytes());
+    CHECK(std::memcmp(fused.raw(), separate.raw(), fused.nbytes()) == 0);
+    const std::vector<double> fv = fused.to_vector<double>(), sv = skip.to_vector<double>();
+    double most = 0;  // the convolution's part is there
+    for (size_t i = 0; i < fv.size(); ++i) most = std::max(most, std::fabs(fv[i] - sv[i]));
+    CHECK(most > 0.1);
   }
 }
 

@@ -75,6 +75,15 @@ TEST_CASE("conv2d winograd: forward, data and weight gradients match float64 im2
         conv2d_backward_data_winograd(op.dx.data(), op.dyf.data(), op.wf.data(), g, nq);
         CHECK(rel_err(op.y, op.yr) < tol);
         CHECK(rel_err(op.dx, op.dxr) < tol);
+        // Added into a pending gradient as it stores (conv2d_backward_data_add_cpu): exactly
+        // what it holds plus the gradient stored above, in every direct and buffered run.
+        std::vector<float> acc(op.dx.size());
+        for (size_t i = 0; i < acc.size(); ++i) acc[i] = op.xf[i] * 0.5f - 0.25f;
+        const std::vector<float> held = acc;
+        conv2d_backward_data_winograd(acc.data(), op.dyf.data(), op.wf.data(), g, nq, true);
+        int64_t off = 0;
+        for (size_t i = 0; i < acc.size(); ++i) off += acc[i] != held[i] + op.dx[i];
+        CHECK(off == 0);
         if (nq == 0 && threads == 1) y1 = op.y, dx1 = op.dx;
         if (nq == 0) {
           std::fill(op.dw.begin(), op.dw.end(), 7.0f);

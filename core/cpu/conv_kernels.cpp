@@ -349,6 +349,14 @@ void conv2d_backward_bias_cpu(T* db, const T* dy, const ConvGeom& g) {
   });
 }
 
+bool conv2d_backward_data_adds(const ConvGeom& g) { return conv_winograd_data_preferred(g); }
+
+void conv2d_backward_data_add_cpu(float* dx, const float* dy, const float* w, const ConvGeom& g) {
+  LB_CHECK(conv2d_backward_data_adds(g), "conv2d_backward_data_add_cpu: no kernel adds into dx for "
+           "this layer (", g.C, "->", g.O, ", ", g.KH, "x", g.KW, " stride ", g.sh, ")");
+  conv2d_backward_data_winograd(dx, dy, w, g, 0, /*accumulate=*/true);
+}
+
 #define LB_CONV_INSTANTIATE(T)                                                              \
   template void conv2d_forward_cpu<T>(T*, const T*, const T*, const T*, const ConvGeom&,  \
                                       const ConvEpilogue<T>*);                              \

@@ -29,6 +29,14 @@ void conv2d_forward_cpu(T* y, const T* x, const T* w, const T* b, const ConvGeom
 // dx (N,C,H,W) = conv_transpose(dy, w): gemm into a column buffer, then col2im. Overwrites dx.
 template <class T>
 void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g);
+// Whether conv2d_backward_data_add_cpu takes g: float32 layers whose data gradient runs on a
+// kernel that can add its outputs into dx as it stores them (the Winograd ones).
+bool conv2d_backward_data_adds(const ConvGeom& g);
+// dx += conv_transpose(dy, w), for a layer where conv2d_backward_data_adds(g): a residual block's
+// input, whose gradient from the skip is already pending (pending_grad, core/autograd.h), takes the
+// convolution's on top in the same pass that would have stored it, instead of a new tensor and
+// the engine's add over both. The same values as that add (dx + the stored gradient).
+void conv2d_backward_data_add_cpu(float* dx, const float* dy, const float* w, const ConvGeom& g);
 // dw (O,C/groups,KH,KW) = sum_n dy_n col(x_n)^T; overwrites dw. Per-chunk partial sums are added
 // in chunk order, so a given thread count always gives the same bits.
 template <class T>

@@ -55,7 +55,7 @@ void conv2d_forward_winograd(float*, const float*, const float*, const float*, c
                              const ConvEpilogue<float>*, int) {
   LB_FAIL("conv2d_forward_winograd: this build has no AVX2/FMA or AVX-512 kernels");
 }
-void conv2d_backward_data_winograd(float*, const float*, const float*, const ConvGeom&, int) {
+void conv2d_backward_data_winograd(float*, const float*, const float*, const ConvGeom&, int, bool) {
   LB_FAIL("conv2d_backward_data_winograd: this build has no AVX2/FMA or AVX-512 kernels");
 }
 
@@ -79,6 +79,7 @@ struct F2 {
     winograd::input_transform(Vb, ps, P, scan, t);
   }
   // y tiles of channel o = A^T M A + bias for the block's tiles.
+  template <bool Acc>
   static void output_transform(float* y, const float* Mb, int64_t ps, const RunsOfBlock& runs,
                                int64_t o, float bias, const Tiling& t, float* row) {
     float* yo = y + o * t.OH * t.OW;
@@ -98,7 +99,7 @@ struct F2 {
         V out[2];
         interleave2(out, Simd::add(Simd::add(Simd::add(s[i][0], s[i][1]), s[i][2]), vb),
                     Simd::add(Simd::sub(Simd::sub(s[i][1], s[i][2]), s[i][3]), vb));
-        store_row<2>(yo, i, out, runs[vi], t.OW, row);
+        store_row<2, Acc>(yo, i, out, runs[vi], t.OW, row);
       }
     }
   }
@@ -144,9 +145,9 @@ int conv_winograd_tile_for(const ConvGeom& g) {
 namespace {
 // The forward kernel of the tile size g takes (the forward and the data gradient alike).
 void forward_by_tile(float* y, const float* x, const float* w, const float* b, const ConvGeom& g,
-                     const ConvEpilogue<float>* ep, int tile_nq) {
-  if (conv_winograd_tile_for(g) == 4) return winograd4_conv(y, x, w, b, g, ep, tile_nq);
-  winograd::forward<F2>(y, x, w, b, g, ep, tile_nq);
+                     const ConvEpilogue<float>* ep, int tile_nq, bool accumulate = false) {
+  if (conv_winograd_tile_for(g) == 4) return winograd4_conv(y, x, w, b, g, ep, tile_nq, accumulate);
+  winograd::forward<F2>(y, x, w, b, g, ep, tile_nq, accumulate);
 }
 }  // namespace
 
@@ -158,11 +159,11 @@ void conv2d_forward_winograd(float* y, const float* x, const float* w, const flo
 }
 
 void conv2d_backward_data_winograd(float* dx, const float* dy, const float* w, const ConvGeom& g,
-                                   int tile_nq) {
+                                   int tile_nq, bool accumulate) {
   LB_CHECK(conv_winograd_supported(g), "conv2d_backward_data_winograd: not a 3x3 stride-1 "
            "convolution with one group and padding at most 2");
   const std::vector<float> wt = conv_data_grad_weights(w, g);
-  forward_by_tile(dx, dy, wt.data(), nullptr, conv_data_grad_geom(g), nullptr, tile_nq);
+  forward_by_tile(dx, dy, wt.data(), nullptr, conv_data_grad_geom(g), nullptr, tile_nq, accumulate);
 }
 
 #endif  // LB_SIMD

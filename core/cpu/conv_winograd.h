@@ -47,8 +47,9 @@ int conv_winograd_tile_for(const ConvGeom& g);
 void conv2d_forward_winograd(float* y, const float* x, const float* w, const float* b,
                              const ConvGeom& g, const ConvEpilogue<float>* ep = nullptr,
                              int tile_nq = 0);
+// With accumulate, dx += the data gradient (conv2d_backward_data_add_cpu).
 void conv2d_backward_data_winograd(float* dx, const float* dy, const float* w, const ConvGeom& g,
-                                   int tile_nq = 0);
+                                   int tile_nq = 0, bool accumulate = false);
 // dw = the weight gradient through F(3x3, 2x2) (conv_winograd.cpp); overwrites dw. Per-chunk
 // partial sums are added in chunk order: a given thread count always gives the same bits.
 void conv2d_backward_weight_winograd(float* dw, const float* dy, const float* x, const ConvGeom& g);

@@ -206,6 +206,7 @@ struct F4 {
     input_transform4(Vb, ps, P, scan, t);
   }
   // y tiles of channel o = A^T M A + bias for the block's tiles.
+  template <bool Acc>
   static void output_transform(float* y, const float* Mb, int64_t ps, const RunsOfBlock& runs,
                                int64_t o, float bias, const Tiling& t, float* row) {
     float* yo = y + o * t.OH * t.OW;
@@ -229,7 +230,7 @@ struct F4 {
         output_rows(r, s[i], two, four, eight);
         interleave4(out, Simd::add(r[0], vb), Simd::add(r[1], vb), Simd::add(r[2], vb),
                     Simd::add(r[3], vb));
-        store_row<4>(yo, i, out, runs[vi], t.OW, row);
+        store_row<4, Acc>(yo, i, out, runs[vi], t.OW, row);
       }
     }
   }
@@ -238,8 +239,8 @@ struct F4 {
 }  // namespace
 
 void winograd4_conv(float* y, const float* x, const float* w, const float* b, const ConvGeom& g,
-                    const ConvEpilogue<float>* ep, int force_nq) {
-  winograd::forward<F4>(y, x, w, b, g, ep, force_nq);
+                    const ConvEpilogue<float>* ep, int force_nq, bool accumulate) {
+  winograd::forward<F4>(y, x, w, b, g, ep, force_nq, accumulate);
 }
 
 #endif  // LB_SIMD

@@ -8,6 +8,6 @@ namespace lowbit {
 
 // y = conv(x, w) + b (b may be null), then the epilogue; the contract of conv2d_forward_winograd.
 void winograd4_conv(float* y, const float* x, const float* w, const float* b, const ConvGeom& g,
-                    const ConvEpilogue<float>* ep, int force_nq);
+                    const ConvEpilogue<float>* ep, int force_nq, bool accumulate = false);
 
 }  // namespace lowbit

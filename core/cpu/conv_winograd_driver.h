@@ -8,6 +8,7 @@
 //     static void fill_planes(float* P, const float* x, int64_t im, const Tiling& t);
 //     static void input_transform(float* Vb, int64_t ps, const float* P, const BlockScan& s,
 //                                 const Tiling& t);
+//     template <bool Acc>  // Acc: add into y (store_row)
 //     static void output_transform(float* y, const float* Mb, int64_t ps, const RunsOfBlock& runs,
 //                                  int64_t o, float bias, const Tiling& t, float* row);
 //   };
@@ -149,8 +150,9 @@ inline void interleave2(V* out, V a, V b) {
 // Stores output row i of one vector's tiles into channel plane yo: out holds R vectors, tile lane
 // l's R outputs at floats [R*l, R*l + R). Direct runs go straight to y (a buffer and a copy per
 // run made the output transform of 32x32 layers 5% slower), the others through `row` (R * W
-// floats).
-template <int R>
+// floats). With Acc the outputs are added into what y holds (y + output, the engine's order when
+// it adds a gradient into a pending one), instead of stored over it.
+template <int R, bool Acc = false>
 inline void store_row(float* yo, int i, const V* out, const std::vector<Run>& runs, int64_t OW,
                       float* row) {
   bool buffered = false;
@@ -158,15 +160,20 @@ inline void store_row(float* yo, int i, const V* out, const std::vector<Run>& ru
     if (i >= r.rows) continue;
     float* dst = yo + r.at + i * OW;
     if (r.direct) {
-      for (int k = R * r.lane / W; k < R * (r.lane + r.len) / W; ++k)
-        Simd::store(dst + k * W - R * r.lane, out[k]);
+      for (int k = R * r.lane / W; k < R * (r.lane + r.len) / W; ++k) {
+        float* d = dst + k * W - R * r.lane;
+        Simd::store(d, Acc ? Simd::add(Simd::load(d), out[k]) : out[k]);
+      }
       continue;
     }
     if (!buffered) {
       for (int k = 0; k < R; ++k) Simd::store(row + k * W, out[k]);
       buffered = true;
     }
-    copy_floats(dst, row + R * r.lane, r.cols);
+    if (Acc)
+      add_floats(dst, row + R * r.lane, r.cols);
+    else
+      copy_floats(dst, row + R * r.lane, r.cols);
   }
 }
 
@@ -188,11 +195,13 @@ inline std::vector<BlockPlan> plan_blocks(int64_t images, int R, const Tiling& t
   return plans;
 }
 
-// y = conv(x, w) + b (b may be null), then the epilogue (the contract of conv2d_forward_cpu).
+// y = conv(x, w) + b (b may be null), then the epilogue (the contract of conv2d_forward_cpu);
+// with accumulate, y += conv(x, w) + b instead (no epilogue).
 template <class Alg>
 void forward(float* y, const float* x, const float* w, const float* b, const ConvGeom& g,
-             const ConvEpilogue<float>* ep, int force_nq) {
+             const ConvEpilogue<float>* ep, int force_nq, bool accumulate = false) {
   constexpr int R = Alg::R, kPos = (R + 2) * (R + 2);
+  LB_CHECK(!(accumulate && ep), "conv2d winograd: an epilogue on outputs added into y");
   LB_CHECK(force_nq >= 0 && force_nq <= conv_tiles::kMaxNQ, "conv2d winograd: tile of ", force_nq,
            " position vectors, this build has 1 to ", conv_tiles::kMaxNQ);
   const int64_t chunk_images = (g.N + conv_image_chunks(g.N) - 1) / conv_image_chunks(g.N);
@@ -234,8 +243,12 @@ void forward(float* y, const float* x, const float* w, const float* b, const Con
               conv_tiles::fwd_tile_fn(bl.mr, nq)(Mp + bl.o * t.ld + j, t.ld, Vp + j, koff.data(),
                                                  g.C, Up + bl.packed, false);
         }
-        for (int64_t o = 0; o < g.O; ++o)
-          Alg::output_transform(yn, Mb, ms, bp.runs, o, b ? b[o] : 0.0f, t, row);
+        for (int64_t o = 0; o < g.O; ++o) {
+          if (accumulate)
+            Alg::template output_transform<true>(yn, Mb, ms, bp.runs, o, b ? b[o] : 0.0f, t, row);
+          else
+            Alg::template output_transform<false>(yn, Mb, ms, bp.runs, o, b ? b[o] : 0.0f, t, row);
+        }
       }
       for (int64_t im = 0; ep && im < images; ++im)
         for (int64_t o = 0; o < g.O; ++o)
