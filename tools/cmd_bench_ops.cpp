@@ -11,10 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "core/autograd.h"
 #include "core/cpu/blas.h"
 #include "core/cpu/conv_kernels.h"
 #include "core/cpu/norm_kernels.h"
 #include "core/error.h"
+#include "core/ops.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "tools/commands.h"
@@ -156,6 +158,56 @@ void time_batch_norms(const std::string& model, int64_t batch, const std::string
   }
 }
 
+// A residual block's end in training, forward and backward through the ops (allocations
+// included): batch_norm2d, then add_relu with the block's input, against batch_norm2d with the
+// residual fused (one node, batch_norm2d+add+relu). At the output shape of each stride-1 layer
+// whose channels do not change (the blocks' second convolutions); the two are timed in
+// alternation, run by run, so that both see the same phases of a noisy machine.
+void time_residual_ends(const std::string& model, int64_t batch, const std::string& only,
+                        int iters, bool cpu_clock) {
+  if (model == "shufflenetv2") return;  // its units end in a concat, not an add
+  bool header = false;
+  for (const ConvShape& s : shapes_of(model)) {
+    if (s.stride != 1 || s.C != s.O || s.groups != 1) continue;
+    const int64_t c = s.O, h = s.H;
+    const std::string name = "bn+add+relu " + std::to_string(c) + " " + std::to_string(h) + "x" +
+                             std::to_string(h);
+    if (name.find(only) == std::string::npos) continue;
+    if (!header) {
+      std::printf("\n| %-28s | %12s | %12s |\n", "residual end, fwd + bwd", "separate ms",
+                  "fused ms");
+      std::printf("|%s|-------------:|-------------:|\n", std::string(30, '-').c_str());
+      header = true;
+    }
+    const Shape shape{batch, c, h, h};
+    const int64_t total = batch * c * h * h;
+    const Tensor x0 = Tensor::from_vector(shape, rand_vec(total, 12));
+    const Tensor r0 = Tensor::from_vector(shape, rand_vec(total, 13));
+    const Tensor g = Tensor::from_vector(shape, rand_vec(total, 14));
+    Tensor w = Tensor::ones({c}).set_requires_grad(true), b = Tensor::zeros({c}).set_requires_grad(true);
+    Tensor rm = Tensor::zeros({c}), rv = Tensor::ones({c});
+    Tensor x = x0.clone().set_requires_grad(true), r = r0.clone().set_requires_grad(true);
+    auto step = [&](bool fused) {
+      for (Tensor* t : {&x, &r, &w, &b}) t->zero_grad();
+      Tensor y = fused ? batch_norm2d(x, w, b, rm, rv, true, 0.1, 1e-5, FusedAct::relu, r)
+                       : add_relu(batch_norm2d(x, w, b, rm, rv, true, 0.1, 1e-5), r);
+      backward(y, g);
+    };
+    std::vector<double> sep, fus;
+    for (int i = 0; i < iters + 2; ++i)
+      for (const bool fused : {false, true}) {
+        const Timing t = time_it([&] { step(fused); }, 1, 1, cpu_clock);
+        if (i >= 2) (fused ? fus : sep).push_back(t.ms);  // time_it warms up twice per call too
+      }
+    auto pick = [&](std::vector<double>& v) {  // the median (wall) or the fastest (CPU time)
+      std::sort(v.begin(), v.end());
+      return cpu_clock ? v.front() : v[v.size() / 2];
+    };
+    std::printf("| %-28s | %12.3f | %12.3f |\n", name.c_str(), pick(sep), pick(fus));
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 
 int cmd_bench_ops(int argc, char** argv) {
@@ -227,6 +279,7 @@ int cmd_bench_ops(int argc, char** argv) {
   }
 
   time_batch_norms(model, batch, only, iters, cpu_clock);
+  time_residual_ends(model, batch, only, iters, cpu_clock);
   if (!only.empty()) return 0;
   {  // the classifier, 64 (512) -> 10: y = x W^T, dx = dy W, dW = dy^T x, one GEMM each
     const int64_t in = model == "resnet18" ? 512 : model == "shufflenetv2" ? 1024 : 64, out = 10;
