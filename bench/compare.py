@@ -2,7 +2,8 @@
 """lowbit against PyTorch 1.13, pair by pair: for each (model, config), `lowbit bench` and
 bench/torch_bench.py run back to back (who goes first alternates by round), R rounds; the table
 gives each side's median img/s and the ratio lowbit/PyTorch as the median of the per-pair ratios,
-the QAT overhead (LSQ W4A4 step time / full-precision step time - 1, per side), peak resident
+the QAT overhead (LSQ W4A4 step time / full-precision step time - 1, per side, the median of the
+rounds' ratios: a round runs the two back to back), peak resident
 memory, and lowbit's 1-thread vs T-thread speed-up on ResNet-20. Also printed as a markdown table
 for docs/perf.md; --save writes every run's JSON.
 
@@ -145,7 +146,7 @@ def main():
     for m in models:
         for c in configs:
             ps = pairs[(m, c)]
-            row = {"model": m, "config": LABELS[c]}
+            row = {"model": m, "config": LABELS[c], "cfg": c}
             for side, k in (("lowbit", 0), ("torch", 1)):
                 for what in ("train", "eval"):
                     row[side + "_" + what] = med([p[k][what + "_img_per_s"] for p in ps])
@@ -154,11 +155,17 @@ def main():
             for what in ("train", "eval"):
                 row["ratio_" + what] = med([p[0][what + "_img_per_s"] / p[1][what + "_img_per_s"] for p in ps])
             rows.append(row)
-    for row in rows:  # QAT overhead: this config's training step time over fp's, per side
-        fp = next((r for r in rows if r["model"] == row["model"] and r["config"] == LABELS["fp"]), None)
-        for side in ("lowbit", "torch"):
-            row[side + "_qat"] = (row[side + "_step_ms"] / fp[side + "_step_ms"] - 1
-                                  if fp is not None and row is not fp else None)
+    # QAT overhead: this config's training step time over fp's, per side, as the median over rounds
+    # of each round's ratio: a round runs a model's configs back to back, so the two steps of a
+    # ratio see the same phase of the machine (the ratio of medians over rounds mixed phases minutes
+    # apart and swung by +-20% on a noisy VM).
+    for row in rows:
+        fp_pairs = pairs.get((row["model"], "fp"))
+        for side, k in (("lowbit", 0), ("torch", 1)):
+            row[side + "_qat"] = None
+            if fp_pairs is not None and row["cfg"] != "fp":
+                row[side + "_qat"] = med([q[k]["train_step_ms"] / f[k]["train_step_ms"]
+                                          for q, f in zip(pairs[(row["model"], row["cfg"])], fp_pairs)]) - 1
 
     def pct(v):
         return "" if v is None else "%+.0f%%" % (100 * v)
@@ -183,7 +190,8 @@ def main():
     torch_ver = next((r["torch"] for r in runs if r["side"] == "torch"), "?")
     conditions = ("batch %d, %d threads, float32, median of %d timed iterations after %d warm-up per run, "
                   "%d round(s) per pair; img/s are medians over rounds, ratios (lowbit/PyTorch) medians of "
-                  "the per-pair ratios; QAT overhead = step time vs the same side's fp32 step; PyTorch %s "
+                  "the per-pair ratios; QAT overhead = median over rounds of the step time vs the same "
+                  "side's fp32 step in the same round; PyTorch %s "
                   "with OPENBLAS_CORETYPE=%s; %s UTC; %.1f min" % (
                       a.batch, a.threads, a.iters, a.warmup, a.rounds, torch_ver, core or "(unset)",
                       time.strftime("%Y-%m-%d %H:%M", time.gmtime()), minutes))
