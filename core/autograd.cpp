@@ -73,7 +73,7 @@ bool grad_reusable(const Node& n, const Tensor& g) {
 Tensor pending_grad(const Node& n, size_t i) {
   if (!g_backward || !n.grad_hooks.empty() || i >= n.inputs.size()) return Tensor();
   const Tensor& in = n.inputs[i];
-  if (!in.defined() || !in.node()) return Tensor();
+  if (!in.defined() || !in.node()) return Tensor();  // a leaf's gradient is never pending
   auto it = g_backward->pending.find(in.node().get());
   if (it == g_backward->pending.end() || !it->second) return Tensor();
   const std::shared_ptr<TensorImpl>& slot = it->second;

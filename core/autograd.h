@@ -78,9 +78,9 @@ bool grad_reusable(const Node& n, const Tensor& g);
 // For a backward whose gradient for input i covers only part of that input (slice's): the
 // gradient other consumers have already handed on for node.inputs[i], which it may add its own
 // part into in place and return (the engine then adds nothing). Undefined unless the engine holds
-// the only reference to that gradient, the input is produced by a node (not a leaf, whose .grad
-// a user may hold), the tensor is on the CPU, and n has no grad hooks (they must be shown this
-// node's own gradients). Without it, each slice of a split makes a gradient of the whole input,
+// the only reference to that gradient, the tensor is on the CPU, and n has no grad hooks (they
+// must be shown this node's own gradients); always for a leaf input, whose gradient goes to its
+// .grad, which a user may hold, and is never pending. Without it, each slice of a split makes a gradient of the whole input,
 // zeros outside its part, and the engine adds those full-size tensors: ShuffleNetV2's halves.
 Tensor pending_grad(const Node& n, size_t i);
 

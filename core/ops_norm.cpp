@@ -2,6 +2,7 @@
 // Training normalises with the batch mean and biased variance and updates the running averages
 // in place (r = (1-m) r + m batch, unbiased variance: PyTorch's convention); eval uses them.
 #include <memory>
+#include <string>
 
 #include "core/autograd.h"
 #include "core/cpu/norm_kernels.h"
@@ -106,10 +107,9 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, T
   Tensor sw = weight.defined() ? weight.detach() : Tensor();
   // The fused activation's mask comes from the output, which the next op keeps anyway.
   Tensor sy = act == FusedAct::none ? Tensor() : y.detach();
-  const bool res = residual.defined();
-  const char* name = act == FusedAct::relu    ? (res ? "batch_norm2d+add+relu" : "batch_norm2d+relu")
-                     : act == FusedAct::relu6 ? (res ? "batch_norm2d+add+relu6" : "batch_norm2d+relu6")
-                                              : (res ? "batch_norm2d+add" : "batch_norm2d");
+  // "batch_norm2d", then "+add" with a residual and "+relu" / "+relu6" with an activation.
+  std::string name = residual.defined() ? "batch_norm2d+add" : "batch_norm2d";
+  if (act != FusedAct::none) name += std::string("+") + fused_act_name(act);
   return record(
       y, name, {x, weight, bias, residual}, {"x", "weight", "bias", "residual"},
       [sx, sw, sy, act, mean, invstd, training, n, c, hw](const Node& node, const Tensor& g) {

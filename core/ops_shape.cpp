@@ -105,8 +105,8 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t length) {
     // Another piece's gradient already pending for x (a split's other half): add into its block.
     // The same sums as the engine's full-size add, which would add this slice's zeros elsewhere
     // (only a -0 there would come out +0 that way).
-    Tensor acc = is_floating(g.dtype()) ? pending_grad(node, 0) : Tensor();
-    if (acc.defined() && acc.dtype() == g.dtype()) {
+    Tensor acc = pending_grad(node, 0);  // x's dtype and shape, so g's dtype
+    if (acc.defined()) {
       const int64_t len = g.shape()[a], outer = prod(in, 0, a), inner = prod(in, a + 1, in.size());
       LB_DISPATCH_FLOAT(g.dtype(), "slice backward", [&] {
         add_axis_block_cpu(acc.data<scalar_t>(), in[a], start, g.data<scalar_t>(), len, outer, inner);

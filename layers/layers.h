@@ -44,7 +44,8 @@ class Conv2d : public QuantizableLayer {
   // relu, relu6 or none). In evaluation without grad (bn.training() false, grad mode off) it is
   // one op, conv2d_bn_act: the batch norm, residual and activation run on each output plane while
   // it is in cache; otherwise a conv2d node and a batch_norm2d node with the residual and the
-  // activation fused in (batch_norm2d+add+relu). The values are the same either way, bit for bit. The models call it wherever a batch norm follows a conv.
+  // activation fused in (batch_norm2d+add+relu). The values are the same either way, bit for
+  // bit. The models call it wherever a batch norm follows a conv.
   Tensor forward_bn_act(const Tensor& x, BatchNorm2d& bn, FusedAct act,
                         const Tensor& residual = Tensor());
   std::string kind() const override { return "Conv2d"; }

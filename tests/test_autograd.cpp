@@ -102,7 +102,7 @@ TEST_CASE("autograd: pending_grad hands over a pending gradient only where it ma
     in_place(true);
     CHECK_FALSE(seen);
   }
-  SUBCASE("not for a leaf input, nor outside a backward") {
+  SUBCASE("not outside a backward (nor for a leaf input, whose gradient is never pending)") {
     Tensor a = record(Tensor::zeros({2, 3}, DType::f64), "adder", {x}, {"x"},
                       [&](const Node& n, const Tensor& g) {
                         seen = pending_grad(n, 0).defined();

@@ -38,27 +38,33 @@ double cpu_ms() {
   return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
-// fn's time over `iters` runs after two warm-up runs: wall time, the median; or (cpu_clock) process
-// CPU time, the fastest run (interference from other processes only ever adds time).
+// One run of fn in ms: wall time, or (cpu_clock) process CPU time.
+double run_ms(const std::function<void()>& fn, bool cpu_clock) {
+  if (cpu_clock) {
+    const double c0 = cpu_ms();
+    fn();
+    return cpu_ms() - c0;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The time reported for a set of runs: wall time, the median; or (cpu_clock) process CPU time,
+// the fastest run (interference from other processes only ever adds time).
+double summary_ms(std::vector<double> ms, bool cpu_clock) {
+  std::sort(ms.begin(), ms.end());
+  const size_t n = ms.size();
+  return cpu_clock ? ms[0] : n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
+}
+
+// fn's time over `iters` runs after two warm-up runs (summary_ms).
 Timing time_it(const std::function<void()>& fn, int iters, double macs, bool cpu_clock) {
   for (int i = 0; i < 2; ++i) fn();
   std::vector<double> ms;
-  for (int i = 0; i < iters; ++i) {
-    if (cpu_clock) {
-      const double c0 = cpu_ms();
-      fn();
-      ms.push_back(cpu_ms() - c0);
-      continue;
-    }
-    auto t0 = std::chrono::steady_clock::now();
-    fn();
-    auto t1 = std::chrono::steady_clock::now();
-    ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  const size_t n = ms.size();
+  for (int i = 0; i < iters; ++i) ms.push_back(run_ms(fn, cpu_clock));
   Timing t;
-  t.ms = cpu_clock ? ms[0] : n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
+  t.ms = summary_ms(ms, cpu_clock);
   t.gflops = 2.0 * macs / (t.ms * 1e-3) / 1e9;
   return t;
 }
@@ -194,16 +200,13 @@ void time_residual_ends(const std::string& model, int64_t batch, const std::stri
       backward(y, g);
     };
     std::vector<double> sep, fus;
-    for (int i = 0; i < iters + 2; ++i)
+    for (int i = 0; i < iters + 2; ++i)  // the first two rounds warm up
       for (const bool fused : {false, true}) {
-        const Timing t = time_it([&] { step(fused); }, 1, 1, cpu_clock);
-        if (i >= 2) (fused ? fus : sep).push_back(t.ms);  // time_it warms up twice per call too
+        const double ms = run_ms([&] { step(fused); }, cpu_clock);
+        if (i >= 2) (fused ? fus : sep).push_back(ms);
       }
-    auto pick = [&](std::vector<double>& v) {  // the median (wall) or the fastest (CPU time)
-      std::sort(v.begin(), v.end());
-      return cpu_clock ? v.front() : v[v.size() / 2];
-    };
-    std::printf("| %-28s | %12.3f | %12.3f |\n", name.c_str(), pick(sep), pick(fus));
+    std::printf("| %-28s | %12.3f | %12.3f |\n", name.c_str(), summary_ms(sep, cpu_clock),
+                summary_ms(fus, cpu_clock));
     std::fflush(stdout);
   }
 }

@@ -170,10 +170,7 @@ inline void store_row(float* yo, int i, const V* out, const std::vector<Run>& ru
       for (int k = 0; k < R; ++k) Simd::store(row + k * W, out[k]);
       buffered = true;
     }
-    if (Acc)
-      add_floats(dst, row + R * r.lane, r.cols);
-    else
-      copy_floats(dst, row + R * r.lane, r.cols);
+    copy_floats<Acc>(dst, row + R * r.lane, r.cols);
   }
 }
 

@@ -116,30 +116,19 @@ inline void fill_planes(float* P, const float* x, int64_t im, const Tiling& t) {
     }
 }
 
-// dst[0 .. n) = dst + src (an output added into what the destination holds, Acc below).
-inline void add_floats(float* dst, const float* src, int64_t n) {
-#if LB_SIMD == 512
-  for (int64_t k = 0; k < n; k += W) {
-    const int64_t c = std::min<int64_t>(W, n - k);
-    const __mmask16 m = c == W ? (__mmask16)0xffff : (__mmask16)((1u << c) - 1);
-    _mm512_mask_storeu_ps(dst + k, m,
-                          _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + k), _mm512_maskz_loadu_ps(m, src + k)));
-  }
-#else
-  for (int64_t k = 0; k < n; ++k) dst[k] = dst[k] + src[k];
-#endif
-}
-
-// dst[0 .. n) = src[0 .. n): a few vector stores (a loop here became a memmove call).
+// dst[0 .. n) = src[0 .. n), or with Add dst + src (an output added into what the destination
+// holds): a few vector stores (a loop here became a memmove call).
+template <bool Add = false>
 inline void copy_floats(float* dst, const float* src, int64_t n) {
 #if LB_SIMD == 512
   for (int64_t k = 0; k < n; k += W) {
     const int64_t c = std::min<int64_t>(W, n - k);
     const __mmask16 m = c == W ? (__mmask16)0xffff : (__mmask16)((1u << c) - 1);
-    _mm512_mask_storeu_ps(dst + k, m, _mm512_maskz_loadu_ps(m, src + k));
+    const __m512 v = _mm512_maskz_loadu_ps(m, src + k);
+    _mm512_mask_storeu_ps(dst + k, m, Add ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + k), v) : v);
   }
 #else
-  for (int64_t k = 0; k < n; ++k) dst[k] = src[k];
+  for (int64_t k = 0; k < n; ++k) dst[k] = Add ? dst[k] + src[k] : src[k];
 #endif
 }
 

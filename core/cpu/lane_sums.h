@@ -42,7 +42,6 @@ struct Lanes8 {
 #endif
 };
 
-
 inline double lanes_total(const double* acc) {
   double s = 0;
   for (int l = 0; l < kLanes; ++l) s += acc[l];
@@ -56,7 +55,7 @@ inline double lanes_total(const double* acc) {
 #ifdef LB_SIMD
 inline void lanes_totals8(double* out, const Lanes8 v[8]) {
 #if LB_SIMD == 512
-  constexpr __mmask8 all = 0xFF;
+  constexpr __mmask8 all = 0xFF;  // maskz with every lane, as load8 (GCC 12's undefined vector)
   __m512d t[8], u[8], c[8];
   for (int k = 0; k < 4; ++k) {
     t[2 * k] = _mm512_maskz_unpacklo_pd(all, v[2 * k].v, v[2 * k + 1].v);  // (r0[2i], r1[2i])

@@ -213,11 +213,8 @@ void backward_rows(T* dx, double* dgamma, double* dbeta, const T* dy, const T* x
       const T a = ka[ch], bcoef = kb[ch], kT = kk[ch], muT = kmu[ch], isT = kis[ch];
       const T* __restrict p = x + r * hw;
       T* __restrict q = dx + r * hw;
-      if constexpr (Act == FusedAct::none) {
-        const T* __restrict g = dy + r * hw;
-        for (int64_t j = 0; j < hw; ++j) q[j] = kT * (g[j] - a - (p[j] - muT) * isT * bcoef);
-      } else if (dmask) {  // the masked dy from pass 1
-        const T* __restrict g = dmask + r * hw;
+      if (Act == FusedAct::none || dmask) {  // dy, or the masked dy pass 1 put in dmask
+        const T* __restrict g = (Act == FusedAct::none ? dy : dmask) + r * hw;
         for (int64_t j = 0; j < hw; ++j) q[j] = kT * (g[j] - a - (p[j] - muT) * isT * bcoef);
       } else {  // q holds the masked dy from pass 1
         for (int64_t j = 0; j < hw; ++j) q[j] = kT * (q[j] - a - (p[j] - muT) * isT * bcoef);
