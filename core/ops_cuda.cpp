@@ -92,7 +92,7 @@ Tensor batch_norm2d_cuda(const Tensor& x, const Tensor& weight, const Tensor& bi
                   const bool want_w = node.inputs[1].defined() && node.needs_grad(1);
                   const bool want_b = node.inputs[2].defined() && node.needs_grad(2);
                   Tensor gx = want_x ? Tensor::empty(sx.shape(), DType::f32, Device::cuda) : Tensor();
-                  // cuDNN writes both parameter gradients: allocate them and drop the unwanted.
+                  // The backward writes both parameter gradients: allocate them, drop the unwanted.
                   Tensor gw = Tensor::empty({c}, DType::f32, Device::cuda);
                   Tensor gb = Tensor::empty({c}, DType::f32, Device::cuda);
                   cuda::batch_norm_backward(fp(gx), fp(gw), fp(gb), fp(g), fp(sx), fp(sw), fp(mean),

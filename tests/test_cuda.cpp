@@ -256,21 +256,35 @@ TEST_CASE("cuda: conv2d forward, backward data, backward filter (cuDNN)" * docte
   }
 }
 
-// cuDNN's batchnorm accumulates in float (the CPU in double): 1e-4.
+// Training mode runs core/cuda/batch_norm.cu (sums in double, as the CPU), eval mode cuDNN's
+// inference kernel: 1e-4. The shapes reach its paths: H·W odd (scalar loads) and a multiple of 4
+// (float4), one chunk per channel and several (partial sums added in the finishing kernel).
 TEST_CASE("cuda: batch_norm2d training and eval, running statistics" * doctest::skip(no_gpu())) {
-  const Tensor x = rnd({4, 3, 5, 5}, 30, 2.0, 1.0), w = rnd({3}, 31), b = rnd({3}, 32);
-  for (bool training : {true, false}) {
-    Tensor rm_c = rnd({3}, 33, 0.1), rv_c = add_scalar(square(rnd({3}, 34)), 0.5);
-    Tensor rm_g = rm_c.to_device(Device::cuda), rv_g = rv_c.to_device(Device::cuda);
-    compare_op(training ? "batch_norm2d train" : "batch_norm2d eval", {x, w, b},
-               [&](auto& v) {
-                 const bool on_gpu = v[0].device() == Device::cuda;
-                 return batch_norm2d(v[0], v[1], v[2], on_gpu ? rm_g : rm_c, on_gpu ? rv_g : rv_c,
-                                     training, 0.1, 1e-5);
-               },
-               1e-4, 1e-4);
-    check_close(rm_g, rm_c, 1e-5, 1e-5, "running_mean");
-    check_close(rv_g, rv_c, 1e-5, 1e-5, "running_var");
+  const Shape shapes[] = {{4, 3, 5, 5}, {64, 2, 5, 5}, {32, 4, 16, 16}};
+  uint64_t seed = 30;
+  for (const Shape& shape : shapes) {
+    const int64_t c = shape[1];
+    const Tensor x = rnd(shape, seed++, 2.0, 1.0), w = rnd({c}, seed++), b = rnd({c}, seed++);
+    for (bool training : {true, false}) {
+      Tensor rm_c = rnd({c}, 33, 0.1), rv_c = add_scalar(square(rnd({c}, 34)), 0.5);
+      Tensor rm_g = rm_c.to_device(Device::cuda), rv_g = rv_c.to_device(Device::cuda);
+      const std::string what = std::string(training ? "batch_norm2d train " : "batch_norm2d eval ") +
+                               shape_str(shape);
+      CAPTURE(what);
+      compare_op(what, {x, w, b},
+                 [&](auto& v) {
+                   const bool on_gpu = v[0].device() == Device::cuda;
+                   return batch_norm2d(v[0], v[1], v[2], on_gpu ? rm_g : rm_c,
+                                       on_gpu ? rv_g : rv_c, training, 0.1, 1e-5);
+                 },
+                 1e-4, 1e-4);
+      check_close(rm_g, rm_c, 1e-5, 1e-5, "running_mean");
+      check_close(rv_g, rv_c, 1e-5, 1e-5, "running_var");
+    }
+    // No affine parameters and no running statistics: weight 1, bias 0, nothing updated.
+    compare_op("batch_norm2d train, no affine " + shape_str(shape), {x}, [](auto& v) {
+      return batch_norm2d(v[0], Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5);
+    }, 1e-4, 1e-4);
   }
 }
 

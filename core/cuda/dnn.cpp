@@ -1,4 +1,5 @@
-// cuBLAS GEMMs and the cuDNN convolution, batchnorm and pooling of the CUDA backend.
+// cuBLAS GEMMs and the cuDNN convolution, batchnorm (eval mode; training runs our own kernels,
+// core/cuda/batch_norm.cu) and pooling of the CUDA backend.
 //
 // Why cuDNN's legacy (v7-style) API and not the graph API: lowbit is an eager, op-at-a-time engine
 // whose shapes are fixed per layer, so a descriptor set per call plus one cached algorithm choice
@@ -210,50 +211,30 @@ void batch_norm_forward(float* y, float* save_mean, float* save_invstd, const fl
                         const float* weight, const float* bias, float* running_mean,
                         float* running_var, bool training, double momentum, double eps, int64_t n,
                         int64_t c, int64_t h, int64_t w) {
+  if (training) {  // our own kernels (core/cuda/batch_norm.cu says why)
+    batch_norm_train_forward(y, save_mean, save_invstd, x, weight, bias, running_mean, running_var,
+                             momentum, eps, n, c, h * w);
+    return;
+  }
   const char* op = "batch_norm2d";
   LB_CHECK(eps >= CUDNN_BN_MIN_EPSILON, op, ": cuDNN needs eps >= ", CUDNN_BN_MIN_EPSILON, ", got ", eps);
   TensorDesc xd(n, c, h, w, op), pd(1, c, 1, 1, op);
   AffineDefaults def(c, !weight || !bias);
-  const float* sc = weight ? weight : def.p;
-  const float* bi = bias ? bias : def.p + c;
   const float one = 1.f, zero = 0.f;
-  if (training) {
-    // cuDNN's running update is r = (1-f) r + f batch with the unbiased variance: PyTorch's rule
-    // and the CPU backend's.
-    LB_CUDNN(op, cudnnBatchNormalizationForwardTraining(
-                     cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, xd.d, x, xd.d, y, pd.d, sc, bi,
-                     momentum, running_mean, running_var, eps, save_mean, save_invstd));
-  } else {
-    LB_CUDNN(op, cudnnBatchNormalizationForwardInference(cudnn(), CUDNN_BATCHNORM_SPATIAL, &one,
-                                                         &zero, xd.d, x, xd.d, y, pd.d, sc, bi,
-                                                         running_mean, running_var, eps));
-    bn_eval_stats(save_mean, save_invstd, running_mean, running_var, eps, c);
-  }
+  LB_CUDNN(op, cudnnBatchNormalizationForwardInference(
+                   cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, xd.d, x, xd.d, y, pd.d,
+                   weight ? weight : def.p, bias ? bias : def.p + c, running_mean, running_var, eps));
+  bn_eval_stats(save_mean, save_invstd, running_mean, running_var, eps, c);
 }
 
 void batch_norm_backward(float* gx, float* gweight, float* gbias, const float* gy, const float* x,
                          const float* weight, const float* save_mean, const float* save_invstd,
                          bool training, double eps, int64_t n, int64_t c, int64_t h, int64_t w) {
-  const char* op = "batch_norm2d backward";
-  if (!training) {  // fixed statistics: cuDNN's backward assumes batch statistics
+  if (training)
+    batch_norm_train_backward(gx, gweight, gbias, gy, x, weight, save_mean, save_invstd, n, c,
+                              h * w);
+  else
     bn_eval_backward(gx, gweight, gbias, gy, x, weight, save_mean, save_invstd, n, c, h * w);
-    return;
-  }
-  TensorDesc xd(n, c, h, w, op), pd(1, c, 1, 1, op);
-  AffineDefaults def(c, !weight);
-  const float* sc = weight ? weight : def.p;
-  const float one = 1.f, zero = 0.f;
-  // cuDNN writes dx unconditionally: give it scratch when x needs no gradient.
-  float* dx = gx;
-  size_t dx_bytes = 0;
-  if (!dx) {
-    dx_bytes = (size_t)(n * c * h * w) * sizeof(float);
-    dx = (float*)cuda_alloc(dx_bytes);
-  }
-  LB_CUDNN(op, cudnnBatchNormalizationBackward(cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one,
-                                               &zero, xd.d, x, xd.d, gy, xd.d, dx, pd.d, sc,
-                                               gweight, gbias, eps, save_mean, save_invstd));
-  if (dx_bytes) cuda_free(dx, dx_bytes);
 }
 
 void pool2d_forward(float* y, const float* x, const PoolShape& s) {
