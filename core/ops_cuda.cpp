@@ -59,10 +59,10 @@ Tensor conv2d_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Conv
 
 Tensor batch_norm2d_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias,
                          Tensor running_mean, Tensor running_var, bool training, double momentum,
-                         double eps) {
+                         double eps, FusedAct act, const Tensor& residual) {
   const char* op = "batch_norm2d";
-  on_cuda(op, {&x, &weight, &bias, &running_mean, &running_var},
-          {"x", "weight", "bias", "running_mean", "running_var"});
+  on_cuda(op, {&x, &weight, &bias, &running_mean, &running_var, &residual},
+          {"x", "weight", "bias", "running_mean", "running_var", "residual"});
   LB_CHECK(x.dim() == 4, op, ": x must be 4-d (N, C, H, W), got shape ", shape_str(x.shape()));
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   for (const Tensor* t : std::initializer_list<const Tensor*>{&weight, &bias, &running_mean, &running_var})
@@ -72,33 +72,64 @@ Tensor batch_norm2d_cuda(const Tensor& x, const Tensor& weight, const Tensor& bi
   LB_CHECK(running_mean.defined() == running_var.defined(),
            "batch_norm2d: running_mean and running_var must be given together");
   LB_CHECK(eps > 0, op, ": eps must be > 0 on cuda, got ", eps);
+  if (residual.defined())
+    LB_CHECK(residual.shape() == x.shape(), op, ": residual has shape ", shape_str(residual.shape()),
+             ", expected x's shape ", shape_str(x.shape()));
   if (training) {
     LB_CHECK(n * h * w > 1, op, ": expected more than 1 value per channel when training, got x "
              "of shape ", shape_str(x.shape()));
     LB_CHECK(momentum >= 0 && momentum <= 1, op, ": momentum must be in [0, 1], got ", momentum);
   } else {
     LB_CHECK(running_mean.defined(), op, ": eval mode needs running_mean and running_var");
+    if (act != FusedAct::none || residual.defined()) {
+      // cuDNN's inference kernel fuses nothing: the batch norm, then the separate nodes.
+      Tensor y = batch_norm2d_cuda(x, weight, bias, running_mean, running_var, false, momentum, eps,
+                                   FusedAct::none, Tensor());
+      if (residual.defined()) {
+        if (act == FusedAct::relu) return add_relu(y, residual);
+        y = add(y, residual);
+      }
+      return act == FusedAct::relu ? relu(y) : act == FusedAct::relu6 ? relu6(y) : y;
+    }
   }
   Tensor y = Tensor::empty(x.shape(), DType::f32, Device::cuda);
   Tensor mean = Tensor::empty({c}, DType::f32, Device::cuda);
   Tensor invstd = Tensor::empty({c}, DType::f32, Device::cuda);
-  cuda::batch_norm_forward(fp(y), fp(mean), fp(invstd), fp(x), fp(weight), fp(bias),
-                           fp(running_mean), fp(running_var), training, momentum, eps, n, c, h, w);
+  if (training)
+    cuda::batch_norm_train_forward(fp(y), fp(mean), fp(invstd), fp(x), fp(weight), fp(bias),
+                                   fp(running_mean), fp(running_var), momentum, eps, n, c, h * w,
+                                   act, fp(residual));
+  else
+    cuda::batch_norm_eval_forward(fp(y), fp(mean), fp(invstd), fp(x), fp(weight), fp(bias),
+                                  fp(running_mean), fp(running_var), eps, n, c, h, w);
   Tensor sx = x.detach();
   Tensor sw = weight.defined() ? weight.detach() : Tensor();
-  return record(y, op, {x, weight, bias}, {"x", "weight", "bias"},
-                [sx, sw, mean, invstd, training, eps, n, c, h, w](const Node& node, const Tensor& g) {
-                  const bool want_x = node.needs_grad(0);
-                  const bool want_w = node.inputs[1].defined() && node.needs_grad(1);
-                  const bool want_b = node.inputs[2].defined() && node.needs_grad(2);
-                  Tensor gx = want_x ? Tensor::empty(sx.shape(), DType::f32, Device::cuda) : Tensor();
-                  // The backward writes both parameter gradients: allocate them, drop the unwanted.
-                  Tensor gw = Tensor::empty({c}, DType::f32, Device::cuda);
-                  Tensor gb = Tensor::empty({c}, DType::f32, Device::cuda);
-                  cuda::batch_norm_backward(fp(gx), fp(gw), fp(gb), fp(g), fp(sx), fp(sw), fp(mean),
-                                            fp(invstd), training, eps, n, c, h, w);
-                  return std::vector<Tensor>{gx, want_w ? gw : Tensor(), want_b ? gb : Tensor()};
-                });
+  Tensor sy = act == FusedAct::none ? Tensor() : y.detach();  // the activation's mask
+  return record(
+      y, batch_norm_node_name(residual.defined(), act), {x, weight, bias, residual},
+      {"x", "weight", "bias", "residual"},
+      [sx, sw, sy, act, mean, invstd, training, n, c, h, w](const Node& node, const Tensor& g) {
+        const bool want_x = node.needs_grad(0);
+        const bool want_w = node.inputs[1].defined() && node.needs_grad(1);
+        const bool want_b = node.inputs[2].defined() && node.needs_grad(2);
+        const bool want_r = node.inputs[3].defined() && node.needs_grad(3);
+        Tensor gx = want_x ? Tensor::empty(sx.shape(), DType::f32, Device::cuda) : Tensor();
+        // The backward writes both parameter gradients: allocate them, drop the unwanted.
+        Tensor gw = Tensor::empty({c}, DType::f32, Device::cuda);
+        Tensor gb = Tensor::empty({c}, DType::f32, Device::cuda);
+        // The residual's gradient: dy itself, or dy masked by the activation (the kernel writes it).
+        Tensor gr = !want_r ? Tensor()
+                    : act == FusedAct::none ? g
+                                            : Tensor::empty(sx.shape(), DType::f32, Device::cuda);
+        if (training)
+          cuda::batch_norm_train_backward(fp(gx), fp(gw), fp(gb),
+                                          act == FusedAct::none ? nullptr : fp(gr), fp(g), fp(sx),
+                                          fp(sy), fp(sw), fp(mean), fp(invstd), n, c, h * w, act);
+        else
+          cuda::bn_eval_backward(fp(gx), fp(gw), fp(gb), fp(g), fp(sx), fp(sw), fp(mean),
+                                 fp(invstd), n, c, h * w);
+        return std::vector<Tensor>{gx, want_w ? gw : Tensor(), want_b ? gb : Tensor(), gr};
+      });
 }
 
 Tensor clamp_relu_cuda(const Tensor& x, double hi, const char* op) {

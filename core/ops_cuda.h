@@ -8,9 +8,14 @@
 namespace lowbit {
 
 Tensor conv2d_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& o);
+// Training mode fuses the residual add and the activation as the CPU's node does; eval mode runs
+// cuDNN's inference kernel and records them as separate nodes.
 Tensor batch_norm2d_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias,
                          Tensor running_mean, Tensor running_var, bool training, double momentum,
-                         double eps);
+                         double eps, FusedAct act, const Tensor& residual);
+// "batch_norm2d", then "+add" with a residual and "+relu" / "+relu6" with an activation
+// (core/ops_norm.cpp): the node's name on both devices.
+std::string batch_norm_node_name(bool residual, FusedAct act);
 Tensor clamp_relu_cuda(const Tensor& x, double hi, const char* op);  // relu: hi < 0
 // max or average pooling; global and adaptive (evenly dividing bins) average pooling map onto it.
 Tensor pool2d_cuda(const Tensor& x, const Pool2dOptions& o, bool is_max, const char* op);

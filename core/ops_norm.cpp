@@ -27,19 +27,19 @@ void check_channel_param(const Tensor& t, const Tensor& x, const char* arg) {
 
 }  // namespace
 
+std::string batch_norm_node_name(bool residual, FusedAct act) {
+  std::string name = residual ? "batch_norm2d+add" : "batch_norm2d";
+  if (act != FusedAct::none) name += std::string("+") + fused_act_name(act);
+  return name;
+}
+
 Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                     Tensor running_var, bool training, double momentum, double eps, FusedAct act,
                     const Tensor& residual) {
   if (on_cuda("batch_norm2d", {&x, &weight, &bias, &running_mean, &running_var, &residual},
-              {"x", "weight", "bias", "running_mean", "running_var", "residual"})) {
-    // cuDNN's batch norm has no fused add or activation in the legacy API: separate nodes.
-    Tensor y = batch_norm2d_cuda(x, weight, bias, running_mean, running_var, training, momentum, eps);
-    if (residual.defined()) {
-      if (act == FusedAct::relu) return add_relu(y, residual);
-      y = add(y, residual);
-    }
-    return act == FusedAct::relu ? relu(y) : act == FusedAct::relu6 ? relu6(y) : y;
-  }
+              {"x", "weight", "bias", "running_mean", "running_var", "residual"}))
+    return batch_norm2d_cuda(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                             act, residual);
   check_float(x, "batch_norm2d", "x");
   check_cpu(x, "batch_norm2d");
   LB_CHECK(x.dim() == 4, "batch_norm2d: x must be 4-d (N, C, H, W), got shape ",
@@ -107,11 +107,8 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, T
   Tensor sw = weight.defined() ? weight.detach() : Tensor();
   // The fused activation's mask comes from the output, which the next op keeps anyway.
   Tensor sy = act == FusedAct::none ? Tensor() : y.detach();
-  // "batch_norm2d", then "+add" with a residual and "+relu" / "+relu6" with an activation.
-  std::string name = residual.defined() ? "batch_norm2d+add" : "batch_norm2d";
-  if (act != FusedAct::none) name += std::string("+") + fused_act_name(act);
   return record(
-      y, name, {x, weight, bias, residual}, {"x", "weight", "bias", "residual"},
+      y, batch_norm_node_name(residual.defined(), act), {x, weight, bias, residual}, {"x", "weight", "bias", "residual"},
       [sx, sw, sy, act, mean, invstd, training, n, c, hw](const Node& node, const Tensor& g) {
         // needs_grad throws on an undefined input: ask only for the inputs that exist.
         const bool want_x = node.needs_grad(0);

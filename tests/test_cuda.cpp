@@ -285,6 +285,31 @@ TEST_CASE("cuda: batch_norm2d training and eval, running statistics" * doctest::
     compare_op("batch_norm2d train, no affine " + shape_str(shape), {x}, [](auto& v) {
       return batch_norm2d(v[0], Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5);
     }, 1e-4, 1e-4);
+    // The fused residual add and activation, both modes (eval: separate nodes on the GPU), with
+    // the residual's gradient: masked by the activation, or dy itself without one.
+    const Tensor r = rnd(shape, seed++, 4.0);  // wide enough that relu6 clips at 6 too
+    const struct {
+      FusedAct act;
+      bool res;
+    } fused[] = {{FusedAct::relu, false}, {FusedAct::relu, true}, {FusedAct::none, true},
+                 {FusedAct::relu6, true}};
+    for (const auto& f : fused)
+      for (bool training : {true, false}) {
+        const Tensor rm = rnd({c}, 35, 0.1), rv = add_scalar(square(rnd({c}, 36)), 0.5);
+        const std::string what = std::string("batch_norm2d") + (f.res ? "+add+" : "+") +
+                                 fused_act_name(f.act) + (training ? " train " : " eval ") +
+                                 shape_str(shape);
+        CAPTURE(what);
+        std::vector<Tensor> in{x, w, b};
+        if (f.res) in.push_back(r);
+        compare_op(what, in, [&](auto& v) {
+          const bool on_gpu = v[0].device() == Device::cuda;
+          const Tensor m = on_gpu ? rm.to_device(Device::cuda) : rm.clone();
+          const Tensor s = on_gpu ? rv.to_device(Device::cuda) : rv.clone();
+          return batch_norm2d(v[0], v[1], v[2], m, s, training, 0.1, 1e-5, f.act,
+                              v.size() > 3 ? v[3] : Tensor());
+        }, 1e-4, 1e-4);
+      }
   }
 }
 

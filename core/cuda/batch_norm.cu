@@ -6,11 +6,16 @@
 //   2. one thread per channel adds its chunks' partials in a fixed order and derives the per-channel
 //      coefficients (no atomics anywhere: same input, same bits);
 //   3. an elementwise pass over the tensor with those coefficients.
+// Like the CPU's node, a residual add and a relu / relu6 can be fused in (`batch_norm2d+add+relu`):
+// forward y = act((x - mean)·scale + bias + residual); backward masks dy by the output (relu: y > 0,
+// relu6: 0 < y < 6) in both passes and hands the masked dy to the residual.
 // Rows of H·W floats are read as float4 where H·W % 4 == 0 and every pointer is 16-byte aligned.
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/cuda/common.cuh"
+#include "core/activation.h"
 #include "core/cuda/kernels.h"
 
 namespace lowbit {
@@ -38,6 +43,33 @@ __device__ inline void store(float* p, const float (&r)[V]) {
   }
 }
 
+// Whether relu's (A = 1) or relu6's (A = 2) backward passes dy at output y (core/activation.h).
+template <int A>
+__device__ inline bool passes(float y) {
+  if constexpr (A == 1) return y > 0.f;
+  else if constexpr (A == 2) return y > 0.f && y < 6.f;
+  else return true;
+}
+
+// relu's (A = 1) and relu6's (A = 2) forward, core/activation.h's act_fwd on the device.
+template <int A>
+__device__ inline float act_fwd_dev(float v) {
+  if constexpr (A == 1) return v > 0.f ? v : 0.f;
+  else if constexpr (A == 2) return v > 0.f ? (v < 6.f ? v : 6.f) : 0.f;
+  else return v;
+}
+
+// The incoming gradient as the fused activation hands it on: dy where the output passes, else 0.
+template <int V, int A>
+__device__ inline void load_masked(float (&g)[V], const float* gy, const float* y) {
+  load<V>(g, gy);
+  if constexpr (A != 0) {
+    float yv[V];
+    load<V>(yv, y);
+    for (int k = 0; k < V; ++k) g[k] = passes<A>(yv[k]) ? g[k] : 0.f;
+  }
+}
+
 // Sums a and b over the block in a fixed order (warp shuffles, then the warps' sums); the result
 // is valid in thread 0.
 __device__ inline void block_sum2(double& a, double& b) {
@@ -60,12 +92,13 @@ __device__ inline void block_sum2(double& a, double& b) {
 }
 
 // Block (s, ch) sums vectors [s·chunk, (s+1)·chunk) of channel ch, whose n rows of hwv vectors
-// lie c·hwv vectors apart. Grad = false: Σx, Σx²; Grad = true: Σdy, Σdy·(x - mean[ch]).
-// I: the index type (32-bit where the tensor's vector count allows: 64-bit division is slow).
-template <int V, bool Grad, typename I>
+// lie c·hwv vectors apart. Grad = false: Σx, Σx²; Grad = true: Σdy, Σdy·(x - mean[ch]), dy masked
+// by the fused activation A (0 none, 1 relu, 2 relu6) at the output y.
+// I: the index type (32-bit where the tensor's size allows: 64-bit division is slow).
+template <int V, bool Grad, int A, typename I>
 __global__ void __launch_bounds__(kBnThreads)
-    bn_partial_k(double* part, const float* x, const float* gy, const float* mean, I c, I hwv,
-                 I nvec, I chunk) {
+    bn_partial_k(double* part, const float* x, const float* gy, const float* y, const float* mean,
+                 I c, I hwv, I nvec, I chunk) {
   const I ch = blockIdx.y, s = blockIdx.x;
   const I beg = s * chunk, end = min(nvec, beg + chunk);
   const double m = Grad ? (double)mean[ch] : 0.0;
@@ -77,7 +110,7 @@ __global__ void __launch_bounds__(kBnThreads)
     load<V>(xv, x + off);
     if constexpr (Grad) {
       float gv[V];
-      load<V>(gv, gy + off);
+      load_masked<V, A>(gv, gy + off, y + off);
       for (int k = 0; k < V; ++k) {
         a += (double)gv[k];
         b += (double)gv[k] * ((double)xv[k] - m);
@@ -147,32 +180,44 @@ __global__ void bn_finish_backward_k(float* coef, float* gw, float* gb, const do
   }
 }
 
-// y = (x - mean)·scale + bias, coef per channel as bn_finish_forward_k writes it.
-template <int V, typename I>
-__global__ void bn_apply_forward_k(float* y, const float* x, const float* coef, I c, I hwv,
-                                   I total) {
+// y = act((x - mean)·scale + bias + residual), coef per channel as bn_finish_forward_k writes
+// it; residual may be null.
+template <int V, int A, typename I>
+__global__ void bn_apply_forward_k(float* y, const float* x, const float* res, const float* coef,
+                                   I c, I hwv, I total) {
   for (I v = (I)blockIdx.x * blockDim.x + threadIdx.x; v < total; v += (I)gridDim.x * blockDim.x) {
     const I ch = (v / hwv) % c;
     const float m = coef[ch * 4], sc = coef[ch * 4 + 1], b = coef[ch * 4 + 2];
     float r[V];
     load<V>(r, x + (size_t)v * V);
     for (int k = 0; k < V; ++k) r[k] = (r[k] - m) * sc + b;
+    if (res) {
+      float rv[V];
+      load<V>(rv, res + (size_t)v * V);
+      for (int k = 0; k < V; ++k) r[k] = r[k] + rv[k];
+    }
+    for (int k = 0; k < V; ++k) r[k] = act_fwd_dev<A>(r[k]);
     store<V>(y + (size_t)v * V, r);
   }
 }
 
-// gx = k·dy - a - (x - mean)·b, coef per channel as bn_finish_backward_k writes it.
-template <int V, typename I>
-__global__ void bn_apply_backward_k(float* gx, const float* gy, const float* x, const float* coef,
-                                    I c, I hwv, I total) {
+// gx = k·dy - a - (x - mean)·b, coef per channel as bn_finish_backward_k writes it, dy masked by
+// the fused activation A at the output y; gres (if not null) gets the masked dy. gx may be null.
+template <int V, int A, typename I>
+__global__ void bn_apply_backward_k(float* gx, float* gres, const float* gy, const float* x,
+                                    const float* y, const float* coef, I c, I hwv, I total) {
   for (I v = (I)blockIdx.x * blockDim.x + threadIdx.x; v < total; v += (I)gridDim.x * blockDim.x) {
+    const size_t o = (size_t)v * V;
+    float g[V];
+    load_masked<V, A>(g, gy + o, y + o);
+    if (gres) store<V>(gres + o, g);
+    if (!gx) continue;
     const I ch = (v / hwv) % c;
     const float m = coef[ch * 4], k = coef[ch * 4 + 1], a = coef[ch * 4 + 2], b = coef[ch * 4 + 3];
-    float xv[V], g[V];
-    load<V>(xv, x + (size_t)v * V);
-    load<V>(g, gy + (size_t)v * V);
+    float xv[V];
+    load<V>(xv, x + o);
     for (int j = 0; j < V; ++j) g[j] = (k * g[j] - a) - (xv[j] - m) * b;
-    store<V>(gx + (size_t)v * V, g);
+    store<V>(gx + o, g);
   }
 }
 
@@ -205,55 +250,24 @@ unsigned apply_blocks(int64_t total) {
                                      132 * 16);
 }
 
-template <int V, typename I>
-void launch_partial(bool grad, double* part, const float* x, const float* gy, const float* mean,
-                    const Plan& p, int64_t c) {
-  const dim3 grid((unsigned)p.chunks, (unsigned)c);
-  if (grad)
-    bn_partial_k<V, true, I><<<grid, kBnThreads, 0, stream()>>>(part, x, gy, mean, (I)c, (I)p.hwv,
-                                                                (I)p.nvec, (I)p.chunk);
-  else
-    bn_partial_k<V, false, I><<<grid, kBnThreads, 0, stream()>>>(part, x, gy, mean, (I)c, (I)p.hwv,
-                                                                 (I)p.nvec, (I)p.chunk);
-}
-
 // Offsets in floats fit 32 bits: the kernels' index type can be 32-bit (64-bit division is slow).
 bool small_tensor(int64_t n, int64_t c, int64_t hw) { return n * c * hw < (int64_t)INT32_MAX; }
 
-// The partial sums, dispatched on vector width and index type.
-void partial(bool grad, double* part, const float* x, const float* gy, const float* mean,
-             const Plan& p, int64_t n, int64_t c) {
-  const bool small = small_tensor(n, c, p.hwv * p.v);
-  if (p.v == 4)
-    small ? launch_partial<4, uint32_t>(grad, part, x, gy, mean, p, c)
-          : launch_partial<4, uint64_t>(grad, part, x, gy, mean, p, c);
-  else
-    small ? launch_partial<1, uint32_t>(grad, part, x, gy, mean, p, c)
-          : launch_partial<1, uint64_t>(grad, part, x, gy, mean, p, c);
-}
+template <int K>
+using Int = std::integral_constant<int, K>;
 
-template <int V, typename I>
-void launch_apply(float* out, const float* gy, const float* x, const float* coef, const Plan& p,
-                  int64_t n, int64_t c) {
-  const int64_t total = n * c * p.hwv;
-  if (gy)
-    bn_apply_backward_k<V, I><<<apply_blocks(total), kBnThreads, 0, stream()>>>(
-        out, gy, x, coef, (I)c, (I)p.hwv, (I)total);
-  else
-    bn_apply_forward_k<V, I><<<apply_blocks(total), kBnThreads, 0, stream()>>>(
-        out, x, coef, (I)c, (I)p.hwv, (I)total);
-}
-
-// The elementwise pass: forward where gy is null, else backward.
-void apply(float* out, const float* gy, const float* x, const float* coef, const Plan& p,
-           int64_t n, int64_t c) {
+// Calls f(Int<V>, I{}, Int<A>) for the plan's vector width, the index type and the activation:
+// each kernel launch below is written once for all their combinations.
+template <class F>
+void dispatch(const Plan& p, int64_t n, int64_t c, FusedAct act, F&& f) {
+  auto by_act = [&](auto v, auto i) {
+    if (act == FusedAct::relu) f(v, i, Int<1>{});
+    else if (act == FusedAct::relu6) f(v, i, Int<2>{});
+    else f(v, i, Int<0>{});
+  };
   const bool small = small_tensor(n, c, p.hwv * p.v);
-  if (p.v == 4)
-    small ? launch_apply<4, uint32_t>(out, gy, x, coef, p, n, c)
-          : launch_apply<4, uint64_t>(out, gy, x, coef, p, n, c);
-  else
-    small ? launch_apply<1, uint32_t>(out, gy, x, coef, p, n, c)
-          : launch_apply<1, uint64_t>(out, gy, x, coef, p, n, c);
+  if (p.v == 4) small ? by_act(Int<4>{}, uint32_t{}) : by_act(Int<4>{}, uint64_t{});
+  else small ? by_act(Int<1>{}, uint32_t{}) : by_act(Int<1>{}, uint64_t{});
 }
 
 // Scratch for the partials (chunks·c pairs of doubles) and the coefficients (4 floats a channel).
@@ -273,34 +287,62 @@ Scratch scratch(const Plan& p, int64_t c) {
 void batch_norm_train_forward(float* y, float* save_mean, float* save_invstd, const float* x,
                               const float* weight, const float* bias, float* running_mean,
                               float* running_var, double momentum, double eps, int64_t n,
-                              int64_t c, int64_t hw) {
+                              int64_t c, int64_t hw, FusedAct act, const float* residual) {
   const char* op = "batch_norm2d";
   LB_CHECK(c <= 65535, op, ": at most 65535 channels on cuda, got ", c);
-  const Plan p = plan(n, c, hw, {x, y});
+  const Plan p = plan(n, c, hw, {x, y, residual});
   const Scratch s = scratch(p, c);
-  partial(false, s.part, x, nullptr, nullptr, p, n, c);
+  const dim3 grid((unsigned)p.chunks, (unsigned)c);
+  const int64_t total = n * c * p.hwv;
+  dispatch(p, n, c, FusedAct::none, [&](auto v, auto i, auto) {
+    using I = decltype(i);
+    constexpr int V = decltype(v)::value;
+    bn_partial_k<V, false, 0, I><<<grid, kBnThreads, 0, stream()>>>(
+        s.part, x, nullptr, nullptr, nullptr, (I)c, (I)p.hwv, (I)p.nvec, (I)p.chunk);
+  });
   LB_CUDA_LAUNCHED(op);
   LB_LAUNCH(op, bn_finish_forward_k, c, s.coef, save_mean, save_invstd, running_mean, running_var,
             s.part, (int)p.chunks, weight, bias, (double)(n * hw), momentum, eps, c);
-  apply(y, nullptr, x, s.coef, p, n, c);
+  dispatch(p, n, c, act, [&](auto v, auto i, auto a) {
+    using I = decltype(i);
+    constexpr int V = decltype(v)::value, A = decltype(a)::value;
+    bn_apply_forward_k<V, A, I><<<apply_blocks(total), kBnThreads, 0, stream()>>>(
+        y, x, residual, s.coef, (I)c, (I)p.hwv, (I)total);
+  });
   LB_CUDA_LAUNCHED(op);
 }
 
-void batch_norm_train_backward(float* gx, float* gweight, float* gbias, const float* gy,
-                               const float* x, const float* weight, const float* save_mean,
-                               const float* save_invstd, int64_t n, int64_t c, int64_t hw) {
+void batch_norm_train_backward(float* gx, float* gweight, float* gbias, float* gres,
+                               const float* gy, const float* x, const float* y,
+                               const float* weight, const float* save_mean,
+                               const float* save_invstd, int64_t n, int64_t c, int64_t hw,
+                               FusedAct act) {
   const char* op = "batch_norm2d backward";
   LB_CHECK(c <= 65535, op, ": at most 65535 channels on cuda, got ", c);
-  const Plan p = plan(n, c, hw, {x, gy, gx});
+  LB_CHECK(act != FusedAct::none || !gres, op, ": a residual gradient to write needs an activation "
+           "(without one it is dy itself)");
+  LB_CHECK(act == FusedAct::none || y, op, ": the fused activation's mask needs the output y");
+  const Plan p = plan(n, c, hw, {x, gy, gx, y, gres});
   const Scratch s = scratch(p, c);
-  partial(true, s.part, x, gy, save_mean, p, n, c);
+  const dim3 grid((unsigned)p.chunks, (unsigned)c);
+  const int64_t total = n * c * p.hwv;
+  dispatch(p, n, c, act, [&](auto v, auto i, auto a) {
+    using I = decltype(i);
+    constexpr int V = decltype(v)::value, A = decltype(a)::value;
+    bn_partial_k<V, true, A, I><<<grid, kBnThreads, 0, stream()>>>(
+        s.part, x, gy, y, save_mean, (I)c, (I)p.hwv, (I)p.nvec, (I)p.chunk);
+  });
   LB_CUDA_LAUNCHED(op);
   LB_LAUNCH(op, bn_finish_backward_k, c, s.coef, gweight, gbias, s.part, (int)p.chunks, weight,
             save_mean, save_invstd, (double)(n * hw), c);
-  if (gx) {
-    apply(gx, gy, x, s.coef, p, n, c);
-    LB_CUDA_LAUNCHED(op);
-  }
+  if (!gx && !gres) return;
+  dispatch(p, n, c, act, [&](auto v, auto i, auto a) {
+    using I = decltype(i);
+    constexpr int V = decltype(v)::value, A = decltype(a)::value;
+    bn_apply_backward_k<V, A, I><<<apply_blocks(total), kBnThreads, 0, stream()>>>(
+        gx, gres, gy, x, y, s.coef, (I)c, (I)p.hwv, (I)total);
+  });
+  LB_CUDA_LAUNCHED(op);
 }
 
 }  // namespace cuda

@@ -207,15 +207,10 @@ struct AffineDefaults {
 };
 }  // namespace
 
-void batch_norm_forward(float* y, float* save_mean, float* save_invstd, const float* x,
-                        const float* weight, const float* bias, float* running_mean,
-                        float* running_var, bool training, double momentum, double eps, int64_t n,
-                        int64_t c, int64_t h, int64_t w) {
-  if (training) {  // our own kernels (core/cuda/batch_norm.cu says why)
-    batch_norm_train_forward(y, save_mean, save_invstd, x, weight, bias, running_mean, running_var,
-                             momentum, eps, n, c, h * w);
-    return;
-  }
+void batch_norm_eval_forward(float* y, float* save_mean, float* save_invstd, const float* x,
+                             const float* weight, const float* bias, const float* running_mean,
+                             const float* running_var, double eps, int64_t n, int64_t c, int64_t h,
+                             int64_t w) {
   const char* op = "batch_norm2d";
   LB_CHECK(eps >= CUDNN_BN_MIN_EPSILON, op, ": cuDNN needs eps >= ", CUDNN_BN_MIN_EPSILON, ", got ", eps);
   TensorDesc xd(n, c, h, w, op), pd(1, c, 1, 1, op);
@@ -225,16 +220,6 @@ void batch_norm_forward(float* y, float* save_mean, float* save_invstd, const fl
                    cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, xd.d, x, xd.d, y, pd.d,
                    weight ? weight : def.p, bias ? bias : def.p + c, running_mean, running_var, eps));
   bn_eval_stats(save_mean, save_invstd, running_mean, running_var, eps, c);
-}
-
-void batch_norm_backward(float* gx, float* gweight, float* gbias, const float* gy, const float* x,
-                         const float* weight, const float* save_mean, const float* save_invstd,
-                         bool training, double eps, int64_t n, int64_t c, int64_t h, int64_t w) {
-  if (training)
-    batch_norm_train_backward(gx, gweight, gbias, gy, x, weight, save_mean, save_invstd, n, c,
-                              h * w);
-  else
-    bn_eval_backward(gx, gweight, gbias, gy, x, weight, save_mean, save_invstd, n, c, h * w);
 }
 
 void pool2d_forward(float* y, const float* x, const PoolShape& s) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/activation.h"
 #include "core/tensor.h"
 
 namespace lowbit {
@@ -124,24 +125,27 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 void conv2d_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s);
 void conv2d_backward_filter(float* gw, const float* gy, const float* x, const ConvShape& s);
 void conv2d_backward_bias(float* gb, const float* gy, const ConvShape& s);
-// Batchnorm over (N, C, H, W) per channel; training updates running stats in place (unbiased
-// variance, r = (1-m) r + m batch) and saves mean / inverse std (C) for the backward.
-void batch_norm_forward(float* y, float* save_mean, float* save_invstd, const float* x,
-                        const float* weight, const float* bias, float* running_mean,
-                        float* running_var, bool training, double momentum, double eps, int64_t n,
-                        int64_t c, int64_t h, int64_t w);
-// gweight/gbias (C) always written (scratch when the caller does not want them).
-void batch_norm_backward(float* gx, float* gweight, float* gbias, const float* gy, const float* x,
-                         const float* weight, const float* save_mean, const float* save_invstd,
-                         bool training, double eps, int64_t n, int64_t c, int64_t h, int64_t w);
-// Training mode, our own kernels (core/cuda/batch_norm.cu), which the two above call; hw = H·W.
+// Batch norm over (N, C, H, W) per channel, hw = H·W. Training mode is our own kernels
+// (core/cuda/batch_norm.cu): updates the running statistics in place if given (unbiased variance,
+// r = (1-m) r + m batch), saves mean / inverse std (C) for the backward, and fuses what the CPU's
+// node fuses: y = act((x - mean)·w·invstd + b + residual), residual may be null.
 void batch_norm_train_forward(float* y, float* save_mean, float* save_invstd, const float* x,
                               const float* weight, const float* bias, float* running_mean,
                               float* running_var, double momentum, double eps, int64_t n,
-                              int64_t c, int64_t hw);
-void batch_norm_train_backward(float* gx, float* gweight, float* gbias, const float* gy,
-                               const float* x, const float* weight, const float* save_mean,
-                               const float* save_invstd, int64_t n, int64_t c, int64_t hw);
+                              int64_t c, int64_t hw, FusedAct act, const float* residual);
+// dy is masked by the activation at the output y (null without one); gres, if not null, receives
+// the masked dy (the residual's gradient; only with an activation). gx may be null; gweight and
+// gbias (C) are always written.
+void batch_norm_train_backward(float* gx, float* gweight, float* gbias, float* gres,
+                               const float* gy, const float* x, const float* y,
+                               const float* weight, const float* save_mean,
+                               const float* save_invstd, int64_t n, int64_t c, int64_t hw,
+                               FusedAct act);
+// Eval mode, cuDNN's inference kernel; saves running_mean and 1/sqrt(running_var + eps) (C).
+void batch_norm_eval_forward(float* y, float* save_mean, float* save_invstd, const float* x,
+                             const float* weight, const float* bias, const float* running_mean,
+                             const float* running_var, double eps, int64_t n, int64_t c, int64_t h,
+                             int64_t w);
 // Eval mode: save_mean = running_mean, save_invstd = 1/sqrt(running_var + eps) (C).
 void bn_eval_stats(float* save_mean, float* save_invstd, const float* running_mean,
                    const float* running_var, double eps, int64_t c);

@@ -88,20 +88,19 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 void conv2d_backward_data(float* gx, const float* gy, const float* w, const ConvShape& s) { no_cuda(__func__); }
 void conv2d_backward_filter(float* gw, const float* gy, const float* x, const ConvShape& s) { no_cuda(__func__); }
 void conv2d_backward_bias(float* gb, const float* gy, const ConvShape& s) { no_cuda(__func__); }
-void batch_norm_forward(float* y, float* save_mean, float* save_invstd, const float* x,
-                        const float* weight, const float* bias, float* running_mean,
-                        float* running_var, bool training, double momentum, double eps, int64_t n,
-                        int64_t c, int64_t h, int64_t w) { no_cuda(__func__); }
-void batch_norm_backward(float* gx, float* gweight, float* gbias, const float* gy, const float* x,
-                         const float* weight, const float* save_mean, const float* save_invstd,
-                         bool training, double eps, int64_t n, int64_t c, int64_t h, int64_t w) { no_cuda(__func__); }
 void batch_norm_train_forward(float* y, float* save_mean, float* save_invstd, const float* x,
                               const float* weight, const float* bias, float* running_mean,
                               float* running_var, double momentum, double eps, int64_t n,
-                              int64_t c, int64_t hw) { no_cuda(__func__); }
-void batch_norm_train_backward(float* gx, float* gweight, float* gbias, const float* gy,
-                               const float* x, const float* weight, const float* save_mean,
-                               const float* save_invstd, int64_t n, int64_t c, int64_t hw) { no_cuda(__func__); }
+                              int64_t c, int64_t hw, FusedAct act, const float* residual) { no_cuda(__func__); }
+void batch_norm_train_backward(float* gx, float* gweight, float* gbias, float* gres,
+                               const float* gy, const float* x, const float* y,
+                               const float* weight, const float* save_mean,
+                               const float* save_invstd, int64_t n, int64_t c, int64_t hw,
+                               FusedAct act) { no_cuda(__func__); }
+void batch_norm_eval_forward(float* y, float* save_mean, float* save_invstd, const float* x,
+                             const float* weight, const float* bias, const float* running_mean,
+                             const float* running_var, double eps, int64_t n, int64_t c, int64_t h,
+                             int64_t w) { no_cuda(__func__); }
 void bn_eval_stats(float* save_mean, float* save_invstd, const float* running_mean,
                    const float* running_var, double eps, int64_t c) { no_cuda(__func__); }
 void bn_eval_backward(float* gx, float* gw, float* gb, const float* gy, const float* x,
