@@ -372,3 +372,44 @@ TEST_CASE("batch norm kernels: the sums are each row's double lanes, bit for bit
   }
   set_num_threads(0);
 }
+
+TEST_CASE("batch norm kernels: the activation's mask from x equals the mask from y, bit for bit") {
+  // Without a residual the backward recomputes the forward's pre-activation from x instead of
+  // reading y (core/cpu/norm_kernels.cpp, masked_by_x); the gradients must be the ones the mask
+  // from y gives. Scales wide enough that relu6 clips at 6 as well as at 0; rows with and without
+  // a tail; gamma and beta given and absent; training and eval.
+  const int64_t n = 5, c = 3;
+  for (int64_t hw : {37, 16})
+    for (FusedAct act : {FusedAct::relu, FusedAct::relu6})
+      for (bool affine : {true, false})
+        for (bool training : {true, false}) {
+          std::vector<float> x((size_t)(n * c * hw)), dy(x.size()), y(x.size());
+          for (size_t i = 0; i < x.size(); ++i) {
+            x[i] = 8 * rng_uniform_f(93, 1, i) - 3;
+            dy[i] = 2 * rng_uniform_f(94, 1, i) - 1;
+          }
+          std::vector<double> mean((size_t)c), var((size_t)c), invstd((size_t)c);
+          batch_norm_stats_cpu(mean.data(), var.data(), x.data(), n, c, hw);
+          batch_norm_invstd(invstd.data(), var.data(), c, 1e-5);
+          std::vector<float> gamma = {3.f, 0.5f, 2.5f}, beta = {1.f, 0.1f, 2.f};
+          const float* g = affine ? gamma.data() : nullptr;
+          const float* b = affine ? beta.data() : nullptr;
+          batch_norm_forward_cpu(y.data(), x.data(), mean.data(), invstd.data(), g, b, n, c, hw, act);
+          std::vector<float> dx_y(x.size()), dx_x(x.size());
+          std::vector<double> dg_y((size_t)c), db_y((size_t)c), dg_x((size_t)c), db_x((size_t)c);
+          batch_norm_backward_cpu(dx_y.data(), dg_y.data(), db_y.data(), dy.data(), x.data(),
+                                  mean.data(), invstd.data(), g, training, n, c, hw, y.data(), act);
+          batch_norm_backward_cpu(dx_x.data(), dg_x.data(), db_x.data(), dy.data(), x.data(),
+                                  mean.data(), invstd.data(), g, training, n, c, hw,
+                                  (const float*)nullptr, act, (float*)nullptr, b);
+          const std::string what = std::string(fused_act_name(act)) + ", rows of " +
+                                   std::to_string(hw) + (affine ? ", affine" : ", no affine") +
+                                   (training ? ", training" : ", eval");
+          INFO(what);
+          CHECK(std::count(y.begin(), y.end(), 0.f) > 0);  // both sides of each clip are reached
+          if (act == FusedAct::relu6 && affine) CHECK(std::count(y.begin(), y.end(), 6.f) > 0);
+          CHECK(dx_x == dx_y);
+          CHECK(dg_x == dg_y);
+          CHECK(db_x == db_y);
+        }
+}

@@ -121,10 +121,16 @@ void print_row(const std::string& name, const Timing& f, const Timing& d, const 
 
 // Training batch norm with ReLU at each distinct conv output shape of the model: the statistics
 // pass, the normalising pass and the backward (both its passes), with the rate at which each moves
-// the tensors it must (1, 2 and 5 of them: x; x and y; dy, y and x, then x and dx).
+// the tensors it must (1, 2 and 5 of them: x; x and y; dy and x, then dy, x and dx). Then the
+// backward with its mask from y (the saved output) against from x (recomputed), in alternation.
 void time_batch_norms(const std::string& model, int64_t batch, const std::string& only, int iters,
                       bool cpu_clock) {
   std::vector<std::pair<int64_t, int64_t>> seen;  // (channels, output size)
+  struct MaskRow {
+    std::string name;
+    double from_y, from_x;
+  };
+  std::vector<MaskRow> mask_rows;
   bool header = false;
   for (const ConvShape& s : shapes_of(model)) {
     const int64_t c = s.O, h = (s.H + 2 * (s.k / 2) - s.k) / s.stride + 1, hw = h * h;
@@ -155,13 +161,32 @@ void time_batch_norms(const std::string& model, int64_t batch, const std::string
       batch_norm_forward_cpu(y.data(), x.data(), mean.data(), invstd.data(), gamma.data(),
                              beta.data(), batch, c, hw, FusedAct::relu);
     }, iters, 2 * mb * 1e6 / 2, cpu_clock);
-    Timing b = time_it([&] {
+    // The backward as the op runs it (no residual): the mask recomputed from x, so two passes
+    // over dy and x and one write of dx.
+    auto bwd = [&](bool mask_from_y) {
       batch_norm_backward_cpu(dx.data(), dg.data(), db.data(), dy.data(), x.data(), mean.data(),
-                              invstd.data(), gamma.data(), true, batch, c, hw, y.data(),
-                              FusedAct::relu);
-    }, iters, 5 * mb * 1e6 / 2, cpu_clock);
+                              invstd.data(), gamma.data(), true, batch, c, hw,
+                              mask_from_y ? y.data() : nullptr, FusedAct::relu, (float*)nullptr,
+                              beta.data());
+    };
+    Timing b = time_it([&] { bwd(false); }, iters, 5 * mb * 1e6 / 2, cpu_clock);
     print_row(name, st, f, b);
+    // Against the mask read from the saved output y, alternating run by run.
+    std::vector<double> from_y, from_x;
+    for (int i = 0; i < iters + 2; ++i)  // the first two rounds warm up
+      for (const bool use_y : {true, false}) {
+        const double ms = run_ms([&] { bwd(use_y); }, cpu_clock);
+        if (i >= 2) (use_y ? from_y : from_x).push_back(ms);
+      }
+    mask_rows.push_back({name, summary_ms(from_y, cpu_clock), summary_ms(from_x, cpu_clock)});
   }
+  if (mask_rows.empty()) return;
+  std::printf("\n| %-28s | %12s | %12s |\n", "bn+relu backward, the mask", "from y ms",
+              "from x ms");
+  std::printf("|%s|-------------:|-------------:|\n", std::string(30, '-').c_str());
+  for (const MaskRow& m : mask_rows)
+    std::printf("| %-28s | %12.3f | %12.3f |\n", m.name.c_str(), m.from_y, m.from_x);
+  std::fflush(stdout);
 }
 
 // A residual block's end in training, forward and backward through the ops (allocations
