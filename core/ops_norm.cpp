@@ -105,14 +105,11 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, T
 
   Tensor sx = x.detach();
   Tensor sw = weight.defined() ? weight.detach() : Tensor();
-  // The fused activation's mask: with a residual from the output (which the next op keeps
-  // anyway); without one the backward recomputes it from x, the forward's affine map and so
-  // its bias (one tensor read less in each of its two passes).
-  Tensor sy = act != FusedAct::none && residual.defined() ? y.detach() : Tensor();
-  Tensor sb = act != FusedAct::none && bias.defined() ? bias.detach() : Tensor();
+  // The fused activation's mask comes from the output, which the next op keeps anyway.
+  Tensor sy = act == FusedAct::none ? Tensor() : y.detach();
   return record(
       y, batch_norm_node_name(residual.defined(), act), {x, weight, bias, residual}, {"x", "weight", "bias", "residual"},
-      [sx, sw, sy, sb, act, mean, invstd, training, n, c, hw](const Node& node, const Tensor& g) {
+      [sx, sw, sy, act, mean, invstd, training, n, c, hw](const Node& node, const Tensor& g) {
         // needs_grad throws on an undefined input: ask only for the inputs that exist.
         const bool want_x = node.needs_grad(0);
         const bool want_w = node.inputs[1].defined() && node.needs_grad(1);
@@ -131,8 +128,7 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, T
                                   mean->data(), invstd->data(),
                                   sw.defined() ? sw.data<scalar_t>() : nullptr, training, n, c, hw,
                                   sy.defined() ? sy.data<scalar_t>() : nullptr, act,
-                                  want_r && act != FusedAct::none ? gr.data<scalar_t>() : nullptr,
-                                  sb.defined() ? sb.data<scalar_t>() : nullptr);
+                                  want_r && act != FusedAct::none ? gr.data<scalar_t>() : nullptr);
           for (int64_t i = 0; i < c; ++i) {
             if (want_w) gw.data<scalar_t>()[i] = (scalar_t)dgamma[i];
             if (want_b) gb.data<scalar_t>()[i] = (scalar_t)dbeta[i];

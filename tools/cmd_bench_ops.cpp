@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/autograd.h"
@@ -56,6 +57,19 @@ double summary_ms(std::vector<double> ms, bool cpu_clock) {
   std::sort(ms.begin(), ms.end());
   const size_t n = ms.size();
   return cpu_clock ? ms[0] : n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
+}
+
+// a's and b's times (summary_ms), run alternately, run by run, so that both see the same phases of
+// a noisy machine: `iters` runs each after two warm-up rounds.
+std::pair<double, double> alternate(const std::function<void()>& a, const std::function<void()>& b,
+                                    int iters, bool cpu_clock) {
+  std::vector<double> ta, tb;
+  for (int i = 0; i < iters + 2; ++i)
+    for (const bool first : {true, false}) {
+      const double ms = run_ms(first ? a : b, cpu_clock);
+      if (i >= 2) (first ? ta : tb).push_back(ms);
+    }
+  return {summary_ms(ta, cpu_clock), summary_ms(tb, cpu_clock)};
 }
 
 // fn's time over `iters` runs after two warm-up runs (summary_ms).
@@ -121,16 +135,10 @@ void print_row(const std::string& name, const Timing& f, const Timing& d, const 
 
 // Training batch norm with ReLU at each distinct conv output shape of the model: the statistics
 // pass, the normalising pass and the backward (both its passes), with the rate at which each moves
-// the tensors it must (1, 2 and 5 of them: x; x and y; dy and x, then dy, x and dx). Then the
-// backward with its mask from y (the saved output) against from x (recomputed), in alternation.
+// the tensors it must (1, 2 and 5 of them: x; x and y; dy, y and x, then x and dx).
 void time_batch_norms(const std::string& model, int64_t batch, const std::string& only, int iters,
                       bool cpu_clock) {
   std::vector<std::pair<int64_t, int64_t>> seen;  // (channels, output size)
-  struct MaskRow {
-    std::string name;
-    double from_y, from_x;
-  };
-  std::vector<MaskRow> mask_rows;
   bool header = false;
   for (const ConvShape& s : shapes_of(model)) {
     const int64_t c = s.O, h = (s.H + 2 * (s.k / 2) - s.k) / s.stride + 1, hw = h * h;
@@ -161,32 +169,13 @@ void time_batch_norms(const std::string& model, int64_t batch, const std::string
       batch_norm_forward_cpu(y.data(), x.data(), mean.data(), invstd.data(), gamma.data(),
                              beta.data(), batch, c, hw, FusedAct::relu);
     }, iters, 2 * mb * 1e6 / 2, cpu_clock);
-    // The backward as the op runs it (no residual): the mask recomputed from x, so two passes
-    // over dy and x and one write of dx.
-    auto bwd = [&](bool mask_from_y) {
+    Timing b = time_it([&] {
       batch_norm_backward_cpu(dx.data(), dg.data(), db.data(), dy.data(), x.data(), mean.data(),
-                              invstd.data(), gamma.data(), true, batch, c, hw,
-                              mask_from_y ? y.data() : nullptr, FusedAct::relu, (float*)nullptr,
-                              beta.data());
-    };
-    Timing b = time_it([&] { bwd(false); }, iters, 5 * mb * 1e6 / 2, cpu_clock);
+                              invstd.data(), gamma.data(), true, batch, c, hw, y.data(),
+                              FusedAct::relu);
+    }, iters, 5 * mb * 1e6 / 2, cpu_clock);
     print_row(name, st, f, b);
-    // Against the mask read from the saved output y, alternating run by run.
-    std::vector<double> from_y, from_x;
-    for (int i = 0; i < iters + 2; ++i)  // the first two rounds warm up
-      for (const bool use_y : {true, false}) {
-        const double ms = run_ms([&] { bwd(use_y); }, cpu_clock);
-        if (i >= 2) (use_y ? from_y : from_x).push_back(ms);
-      }
-    mask_rows.push_back({name, summary_ms(from_y, cpu_clock), summary_ms(from_x, cpu_clock)});
   }
-  if (mask_rows.empty()) return;
-  std::printf("\n| %-28s | %12s | %12s |\n", "bn+relu backward, the mask", "from y ms",
-              "from x ms");
-  std::printf("|%s|-------------:|-------------:|\n", std::string(30, '-').c_str());
-  for (const MaskRow& m : mask_rows)
-    std::printf("| %-28s | %12.3f | %12.3f |\n", m.name.c_str(), m.from_y, m.from_x);
-  std::fflush(stdout);
 }
 
 // A residual block's end in training, forward and backward through the ops (allocations
@@ -224,14 +213,8 @@ void time_residual_ends(const std::string& model, int64_t batch, const std::stri
                        : add_relu(batch_norm2d(x, w, b, rm, rv, true, 0.1, 1e-5), r);
       backward(y, g);
     };
-    std::vector<double> sep, fus;
-    for (int i = 0; i < iters + 2; ++i)  // the first two rounds warm up
-      for (const bool fused : {false, true}) {
-        const double ms = run_ms([&] { step(fused); }, cpu_clock);
-        if (i >= 2) (fused ? fus : sep).push_back(ms);
-      }
-    std::printf("| %-28s | %12.3f | %12.3f |\n", name.c_str(), summary_ms(sep, cpu_clock),
-                summary_ms(fus, cpu_clock));
+    const auto t = alternate([&] { step(false); }, [&] { step(true); }, iters, cpu_clock);
+    std::printf("| %-28s | %12.3f | %12.3f |\n", name.c_str(), t.first, t.second);
     std::fflush(stdout);
   }
 }

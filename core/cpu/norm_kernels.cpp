@@ -124,23 +124,6 @@ void mask_row(T* __restrict m, const T* __restrict g, const T* __restrict y, int
   }
 }
 
-// The same mask taken from x instead of y: the forward's pre-activation (x - mu) * scale + shift,
-// recomputed with the same float operations (no contraction: -ffp-contract=off), is positive (in
-// (0, 6) for relu6) exactly where y is. Saves reading y, a tensor the size of x, in both passes.
-template <FusedAct Act, class T>
-inline T masked_by_x(T g, T x, T mu, T scale, T shift) {
-  const T v = (x - mu) * scale + shift;
-  if constexpr (Act == FusedAct::relu) return v > 0 ? g : (T)0;
-  else return (v > 0) & (v < (T)6) ? g : (T)0;
-}
-
-template <FusedAct Act, class T>
-void mask_row_x(T* __restrict m, const T* __restrict g, const T* __restrict x, T mu, T scale,
-                T shift, int64_t n) {
-  static_assert(Act != FusedAct::none, "nothing to mask");
-  for (int64_t j = 0; j < n; ++j) m[j] = masked_by_x<Act>(g[j], x[j], mu, scale, shift);
-}
-
 // s_g[k] = sum_j g_k[j] and s_gx[k] = sum_j g_k[j] * (p_k[j] - mu[k]), for the K rows g_k = g +
 // k * stride (p likewise).
 template <int K, class T>
@@ -183,18 +166,14 @@ void forward_rows(T* y, const T* x, const T* res, const T* mu, const T* scale, c
 template <FusedAct Act, class T>
 void backward_rows(T* dx, double* dgamma, double* dbeta, const T* dy, const T* x, const T* y,
                    T* dmask, const double* mean, const double* invstd, const T* gamma,
-                   const T* beta, bool training, int64_t n, int64_t c, int64_t hw) {
+                   bool training, int64_t n, int64_t c, int64_t hw) {
   const double m = (double)(n * hw);
-  // The mask from x (no y, no dmask): the forward's affine map, recomputed as it computed it.
-  const bool from_x = Act != FusedAct::none && !y && !dmask;
-  std::vector<T> fmu(from_x ? (size_t)c : 0), fscale(fmu.size()), fshift(fmu.size());
-  if (from_x) batch_norm_affine(fmu.data(), fscale.data(), fshift.data(), mean, invstd, gamma, beta, c);
   // Pass 1: per row, sums of dy and of dy * (x - mean).
   std::vector<double> rg((size_t)(n * c)), rgx((size_t)(n * c));
   // With an activation, the masked dy goes to dmask if given (the residual's gradient), else
-  // where dx will be (a row buffer if dx is not wanted, or the mask comes from x), and pass 2
-  // reads it from there: y is read once.
-  T* const masked = dmask ? dmask : from_x ? nullptr : dx;
+  // where dx will be (a row buffer if dx is not wanted), and pass 2 reads it from there: y is
+  // read once.
+  T* const masked = dmask ? dmask : dx;
   parallel_for(n * c, 2 * hw, [&](int64_t r0, int64_t r1) {
     std::vector<T> rows(Act == FusedAct::none || masked ? 0 : (size_t)(kRowsAtOnce * hw));
     row_groups(r0, r1, [&](int64_t r, auto kc) {
@@ -202,15 +181,7 @@ void backward_rows(T* dx, double* dgamma, double* dbeta, const T* dy, const T* x
       const T* g = dy + r * hw;
       if constexpr (Act != FusedAct::none) {
         T* m = masked ? masked + r * hw : rows.data();
-        for (int i = 0; i < K; ++i) {
-          if (from_x) {
-            const size_t ch = (size_t)((r + i) % c);
-            mask_row_x<Act>(m + i * hw, g + i * hw, x + (r + i) * hw, fmu[ch], fscale[ch],
-                            fshift[ch], hw);
-          } else {
-            mask_row<Act>(m + i * hw, g + i * hw, y + (r + i) * hw, hw);
-          }
-        }
+        for (int i = 0; i < K; ++i) mask_row<Act>(m + i * hw, g + i * hw, y + (r + i) * hw, hw);
         g = m;
       }
       double mu[K];
@@ -245,13 +216,6 @@ void backward_rows(T* dx, double* dgamma, double* dbeta, const T* dy, const T* x
       if (Act == FusedAct::none || dmask) {  // dy, or the masked dy pass 1 put in dmask
         const T* __restrict g = (Act == FusedAct::none ? dy : dmask) + r * hw;
         for (int64_t j = 0; j < hw; ++j) q[j] = kT * (g[j] - a - (p[j] - muT) * isT * bcoef);
-      } else if (from_x) {  // dy masked again from x
-        const T* __restrict g = dy + r * hw;
-        const T fm = fmu[ch], fs = fscale[ch], fb = fshift[ch];
-        for (int64_t j = 0; j < hw; ++j) {
-          const T gm = masked_by_x<Act>(g[j], p[j], fm, fs, fb);
-          q[j] = kT * (gm - a - (p[j] - muT) * isT * bcoef);
-        }
       } else {  // q holds the masked dy from pass 1
         for (int64_t j = 0; j < hw; ++j) q[j] = kT * (q[j] - a - (p[j] - muT) * isT * bcoef);
       }
@@ -322,18 +286,18 @@ template <class T>
 void batch_norm_backward_cpu(T* dx, double* dgamma, double* dbeta, const T* dy, const T* x,
                              const double* mean, const double* invstd, const T* gamma,
                              bool training, int64_t n, int64_t c, int64_t hw, const T* y,
-                             FusedAct act, T* dmask, const T* beta) {
+                             FusedAct act, T* dmask) {
   LB_CHECK(act != FusedAct::none || !dmask, "batch_norm_backward_cpu: dmask without an activation");
   switch (act) {
     case FusedAct::none:
       return backward_rows<FusedAct::none>(dx, dgamma, dbeta, dy, x, y, dmask, mean, invstd, gamma,
-                                           beta, training, n, c, hw);
+                                           training, n, c, hw);
     case FusedAct::relu:
       return backward_rows<FusedAct::relu>(dx, dgamma, dbeta, dy, x, y, dmask, mean, invstd, gamma,
-                                           beta, training, n, c, hw);
+                                           training, n, c, hw);
     case FusedAct::relu6:
       return backward_rows<FusedAct::relu6>(dx, dgamma, dbeta, dy, x, y, dmask, mean, invstd, gamma,
-                                            beta, training, n, c, hw);
+                                            training, n, c, hw);
   }
 }
 
@@ -346,8 +310,7 @@ void batch_norm_backward_cpu(T* dx, double* dgamma, double* dbeta, const T* dy, 
                                           const T*);                                             \
   template void batch_norm_backward_cpu<T>(T*, double*, double*, const T*, const T*,            \
                                            const double*, const double*, const T*, bool,        \
-                                           int64_t, int64_t, int64_t, const T*, FusedAct, T*,   \
-                                           const T*);
+                                           int64_t, int64_t, int64_t, const T*, FusedAct, T*);
 LB_INSTANTIATE(float)
 LB_INSTANTIATE(double)
 #undef LB_INSTANTIATE

@@ -37,14 +37,11 @@ void batch_norm_forward_cpu(T* y, const T* x, const double* mean, const double* 
 // same values relu's backward would have handed on; y is unused (may be null) without one.
 // dmask (the shape of x, may be null; only with an activation) receives that masked dy: the
 // gradient of a residual added before the activation.
-// With an activation but neither y nor dmask (no residual), the mask comes from x instead: the
-// forward's pre-activation recomputed with its affine map (batch_norm_affine of mean, invstd,
-// gamma and beta, the forward's beta; may be null), the same mask for one less tensor read.
 template <class T>
 void batch_norm_backward_cpu(T* dx, double* dgamma, double* dbeta, const T* dy, const T* x,
                              const double* mean, const double* invstd, const T* gamma,
                              bool training, int64_t n, int64_t c, int64_t hw,
                              const T* y = nullptr, FusedAct act = FusedAct::none,
-                             T* dmask = nullptr, const T* beta = nullptr);
+                             T* dmask = nullptr);
 
 }  // namespace lowbit
