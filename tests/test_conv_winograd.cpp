@@ -88,8 +88,10 @@ TEST_CASE("conv2d winograd: forward, data and weight gradients match float64 im2
         if (nq == 0) {
           std::fill(op.dw.begin(), op.dw.end(), 7.0f);
           conv2d_backward_weight_winograd(op.dw.data(), op.dyf.data(), op.xf.data(), g);
-          // dw sums N*OH*OW products per weight in float32, a longer chain than y's or dx's
-          CHECK(rel_err(op.dw, op.dwr) < 5e-5);
+          // dw sums N*OH*OW products per weight in float32, a longer chain than y's or dx's.
+          // F(3x3, 4x4) (the forced tile takes the weight gradient too): 1e-6 to 8.7e-5 on
+          // these geometries, so the forward's F(4x4) bound.
+          CHECK(rel_err(op.dw, op.dwr) < (tile == 2 ? 5e-5 : 5e-4));
           std::vector<float> dw2(op.dw.size());
           conv2d_backward_weight_winograd(dw2.data(), op.dyf.data(), op.xf.data(), g);
           CHECK(dw2 == op.dw);  // the same bits again
@@ -116,6 +118,14 @@ TEST_CASE("conv2d winograd: which layers take it, the switch, bad geometries") {
   CHECK(conv_winograd_weight_preferred(geom(2, 16, 32, 32, 16, 1, 1)));
   CHECK(conv_winograd_preferred(geom(2, 64, 8, 8, 64, 1, 1)));
   CHECK_FALSE(conv_winograd_weight_preferred(geom(2, 64, 8, 8, 64, 1, 1)));  // 8x8: direct
+  // The weight gradient's dy tile: 4x4 from 32x32 outputs, 2x2 below; a forced tile takes it too.
+  CHECK(conv_winograd_wgrad_tile_for(geom(2, 16, 32, 32, 16, 1, 1)) == 4);
+  CHECK(conv_winograd_wgrad_tile_for(geom(2, 32, 16, 16, 32, 1, 1)) == 2);
+  conv_winograd_tile() = 2;
+  CHECK(conv_winograd_wgrad_tile_for(geom(2, 16, 32, 32, 16, 1, 1)) == 2);
+  conv_winograd_tile() = 4;
+  CHECK(conv_winograd_wgrad_tile_for(geom(2, 32, 16, 16, 32, 1, 1)) == 4);
+  conv_winograd_tile() = 0;
   CHECK_FALSE(conv_winograd_preferred(geom(2, 3, 32, 32, 16, 1, 1)));  // the RGB stem
   CHECK(conv_winograd_preferred(geom(2, 64, 4, 4, 64, 1, 1)));         // 4x4 outputs
   CHECK_FALSE(conv_winograd_preferred(geom(2, 64, 2, 2, 64, 1, 1)));   // 2x2 outputs

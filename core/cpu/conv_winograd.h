@@ -13,7 +13,8 @@
 //
 // The data gradient of such a layer is again one (conv_data_grad_geom), so it runs on the same
 // forward kernel with the flipped, transposed weights. The weight gradient runs the transposed
-// algorithm, F(3x3, 2x2), whose sums over the tiles are long dot products.
+// algorithms, F(3x3, 2x2) and (from 32x32 outputs) F(3x3, 4x4), whose sums over the tiles are
+// long dot products.
 //
 // Results depend only on the inputs and the thread count (each output's sums run in a fixed
 // order), as everywhere in lowbit.
@@ -41,6 +42,9 @@ bool& conv_winograd_enabled();
 int& conv_winograd_tile();
 // The tile conv2d_forward_winograd uses for g: the forced one, else 4 where measured faster.
 int conv_winograd_tile_for(const ConvGeom& g);
+// The dy tile of conv2d_backward_weight_winograd for g (F(3x3, 2x2) or F(3x3, 4x4)): the forced
+// one, else the one measured faster.
+int conv_winograd_wgrad_tile_for(const ConvGeom& g);
 
 // The contracts of conv2d_forward_cpu / conv2d_backward_data_cpu (conv_kernels.h). tile_nq as in
 // conv2d_forward_direct (0: the kernels' pick).
@@ -50,8 +54,9 @@ void conv2d_forward_winograd(float* y, const float* x, const float* w, const flo
 // With accumulate, dx += the data gradient (conv2d_backward_data_add_cpu).
 void conv2d_backward_data_winograd(float* dx, const float* dy, const float* w, const ConvGeom& g,
                                    int tile_nq = 0, bool accumulate = false);
-// dw = the weight gradient through F(3x3, 2x2) (conv_winograd.cpp); overwrites dw. Per-chunk
-// partial sums are added in chunk order: a given thread count always gives the same bits.
+// dw = the weight gradient through F(3x3, 2x2) or F(3x3, 4x4) (conv_winograd_wgrad.cpp);
+// overwrites dw. Per-chunk partial sums are added in chunk order: a given thread count always
+// gives the same bits.
 void conv2d_backward_weight_winograd(float* dw, const float* dy, const float* x, const ConvGeom& g);
 
 }  // namespace lowbit
