@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "core/autograd.h"
 #include "core/cpu/conv_depthwise_lanes.h"
@@ -255,8 +256,11 @@ TEST_CASE("conv2d: direct float32 kernels agree with float64 im2col + gemm") {
   // vectors) as well as the one the kernels pick.
   // Plain 1x1 layers whose positions fill whole tiles (8x8, 4x8) run on x and y in place;
   // 35 and 61 output channels leave a remainder after the gradient's 16 x 16 transposes.
-  // Stride 2 (phase planes) for the forward and weight gradient only: the data gradient of a
-  // strided convolution is not a convolution and stays on im2col.
+  // Stride 2 (phase planes) for the forward and weight gradient; the data gradient of a strided
+  // convolution (one group, no dilation) as a convolution per phase of dx
+  // (conv2d_backward_data_phases), stored and added into what dx holds. Strides of 2 and 3, odd
+  // sizes (phases of unequal size), kernels smaller than the stride (phases no tap reaches) and
+  // padding up to the kernel extent.
   struct Geo {
     int64_t N, C, H, W, O, KH, KW, ph, pw, dh, dw, groups, sh, sw;
   } geos[] = {{3, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1}, {2, 5, 7, 9, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1},
@@ -266,7 +270,10 @@ TEST_CASE("conv2d: direct float32 kernels agree with float64 im2col + gemm") {
               {2, 5, 9, 8, 7, 3, 3, 1, 2, 1, 2, 1, 2, 1},    {2, 4, 11, 10, 6, 3, 2, 3, 0, 2, 1, 2, 3, 2},
               {2, 6, 7, 7, 5, 1, 1, 0, 0, 1, 1, 1, 2, 2},    {2, 7, 9, 11, 61, 3, 3, 1, 1, 1, 1, 1, 1, 1},
               {2, 9, 6, 10, 20, 1, 1, 0, 0, 1, 1, 1, 1, 1},  {3, 20, 8, 8, 35, 1, 1, 0, 0, 1, 1, 1, 1, 1},
-              {2, 8, 4, 8, 12, 1, 1, 0, 0, 1, 1, 2, 1, 1}};
+              {2, 8, 4, 8, 12, 1, 1, 0, 0, 1, 1, 2, 1, 1},   {2, 5, 9, 11, 7, 3, 3, 1, 1, 1, 1, 1, 2, 2},
+              {2, 4, 10, 9, 6, 3, 3, 0, 0, 1, 1, 1, 3, 3},   {2, 3, 8, 8, 5, 3, 3, 2, 2, 1, 1, 1, 2, 2},
+              {2, 4, 12, 12, 6, 5, 5, 2, 2, 1, 1, 1, 2, 2},  {2, 6, 8, 9, 5, 1, 1, 0, 0, 1, 1, 1, 3, 3},
+              {2, 5, 9, 8, 7, 3, 2, 1, 0, 1, 1, 1, 2, 1}};
   uint64_t seed = 50;
   for (const Geo& e : geos) {
     ConvGeom g;
@@ -292,6 +299,20 @@ TEST_CASE("conv2d: direct float32 kernels agree with float64 im2col + gemm") {
     }
     // dw sums N*OH*OW products (3072 here) in float32: a longer chain than y's or dx's sums.
     CHECK(rel_err(op.dw, op.dwr) < 5e-5);
+    const bool phases = g.groups == 1 && g.dh == 1 && g.dw == 1 && !data;
+    CHECK(conv_phase_data_supported(g) == phases);
+    if (phases) {
+      std::fill(op.dx.begin(), op.dx.end(), 7.0f);  // a skipped element would show
+      conv2d_backward_data_phases(op.dx.data(), op.dyf.data(), op.wf.data(), g);
+      CHECK(rel_err(op.dx, op.dxr) < 1e-5);
+      std::vector<float> acc(op.dx.size());
+      for (size_t i = 0; i < acc.size(); ++i) acc[i] = op.xf[i] * 0.5f - 0.25f;
+      const std::vector<float> held = acc;
+      conv2d_backward_data_phases(acc.data(), op.dyf.data(), op.wf.data(), g, true);
+      int64_t off = 0;
+      for (size_t i = 0; i < acc.size(); ++i) off += acc[i] != held[i] + op.dx[i];
+      CHECK(off == 0);
+    }
   }
   ConvGeom dwg;  // depthwise has its own kernels; 1x1 unpadded and small outputs need not
   dwg.KH = dwg.KW = 3, dwg.C = dwg.O = dwg.groups = 4, dwg.OH = dwg.OW = 16;
@@ -435,16 +456,20 @@ TEST_CASE("conv2d: same thread count gives the same bits; other counts agree to 
 TEST_CASE("conv2d: a residual input's gradient takes the data gradient in its pass, bit for bit") {
   // h feeds a 3x3 convolution and a skip, as a residual block's input does. Without hooks the
   // convolution adds its data gradient into the skip's pending one (conv2d_backward_data_add_cpu,
-  // where the layer runs on Winograd); a grad hook on the conv node keeps the separate tensor and
+  // where the layer runs on Winograd or the phases); a grad hook on the conv node keeps the separate tensor and
   // the engine's add (pending_grad). Both give the same bits.
   Conv2dOptions o;
   o.padding[0] = o.padding[1] = 1;
-  for (const int64_t hw : {16, 8}) {  // F(4x4) and, at 8x8 with 8 channels, by the layer's pick
+  // F(4x4) at 16x16; at 8x8 the layer's pick; stride 2 at 16x16: the phases (conv_phase_data.cpp).
+  for (const auto& [hw, stride] : {std::pair<int64_t, int64_t>{16, 1}, {8, 1}, {16, 2}}) {
     CAPTURE(hw);
+    CAPTURE(stride);
+    o.stride[0] = o.stride[1] = stride;
+    const int64_t ohw = hw / stride;
     const Tensor x0 = rand_tensor({2, 16, hw, hw}, 95, 0.25, 1.0, DType::f32);
     const Tensor w = rand_tensor({16, 16, 3, 3}, 96, -0.3, 0.3, DType::f32);
     const Tensor skip = rand_tensor({2, 16, hw, hw}, 97, -1, 1, DType::f32);
-    const Tensor r = rand_tensor({2, 16, hw, hw}, 98, -1, 1, DType::f32);
+    const Tensor r = rand_tensor({2, 16, ohw, ohw}, 98, -1, 1, DType::f32);
     auto run = [&](bool hook) {
       Tensor x = x0.clone().set_requires_grad(true);
       Tensor h = relu(x);  // x > 0: h's gradient reaches x unchanged, and h has a node

@@ -55,6 +55,14 @@ void conv2d_backward_weight_direct(float* dw, const float* dy, const float* x, c
 ConvGeom conv_data_grad_geom(const ConvGeom& g);
 std::vector<float> conv_data_grad_weights(const float* w, const ConvGeom& g);
 
+// The data gradient of a strided convolution (one group, no dilation) as stride-1 convolutions of
+// dy on the direct kernels, one per phase of dx (conv_phase_data.cpp); preferred where the phases
+// are at least 8x8. With accumulate, dx += the gradient. The bits do not depend on the threads.
+bool conv_phase_data_supported(const ConvGeom& g);
+bool conv_phase_data_preferred(const ConvGeom& g);
+void conv2d_backward_data_phases(float* dx, const float* dy, const float* w, const ConvGeom& g,
+                                 bool accumulate = false);
+
 // Unpadded 1x1 stride-1 convolutions with outputs under 8x8 (conv_1x1_packed.cpp): the batch
 // regrouped into wide pseudo-images for the direct tiles. Preferred in the AVX-512 build (as
 // conv_direct_prefers_1x1); the same contracts as the conv2d kernels.

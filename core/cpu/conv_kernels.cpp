@@ -253,6 +253,7 @@ void conv2d_backward_data_cpu(T* dx, const T* dy, const T* w, const ConvGeom& g)
   if constexpr (std::is_same_v<T, float>) {
     if (conv_winograd_data_preferred(g)) return conv2d_backward_data_winograd(dx, dy, w, g);
     if (conv_direct_data_preferred(g)) return conv2d_backward_data_direct(dx, dy, w, g);
+    if (conv_phase_data_preferred(g)) return conv2d_backward_data_phases(dx, dy, w, g);
     if (conv_1x1_packed_grad_preferred(g)) return conv1x1_packed_backward_data(dx, dy, w, g);
   }
   const int64_t ohw = g.OH * g.OW, cg = g.C / g.groups, og = g.O / g.groups;
@@ -349,12 +350,16 @@ void conv2d_backward_bias_cpu(T* db, const T* dy, const ConvGeom& g) {
   });
 }
 
-bool conv2d_backward_data_adds(const ConvGeom& g) { return conv_winograd_data_preferred(g); }
+bool conv2d_backward_data_adds(const ConvGeom& g) {
+  return conv_winograd_data_preferred(g) || conv_phase_data_preferred(g);
+}
 
 void conv2d_backward_data_add_cpu(float* dx, const float* dy, const float* w, const ConvGeom& g) {
   LB_CHECK(conv2d_backward_data_adds(g), "conv2d_backward_data_add_cpu: no kernel adds into dx for "
            "this layer (", g.C, "->", g.O, ", ", g.KH, "x", g.KW, " stride ", g.sh, ")");
-  conv2d_backward_data_winograd(dx, dy, w, g, 0, /*accumulate=*/true);
+  if (conv_winograd_data_preferred(g))
+    return conv2d_backward_data_winograd(dx, dy, w, g, 0, /*accumulate=*/true);
+  conv2d_backward_data_phases(dx, dy, w, g, /*accumulate=*/true);
 }
 
 #define LB_CONV_INSTANTIATE(T)                                                              \
