@@ -1,9 +1,12 @@
 // `--conv winograd|winograd2|winograd4|direct` of the lowbit commands that run convolutions on the
 // CPU: which float32 kernels the 3x3 stride-1 layers take (core/cpu/conv_winograd.h). winograd,
-// the default and the fastest, picks F(4x4, 3x3) or F(2x2, 3x3) by layer; winograd2 and winograd4
-// force one tile size for the forward and data gradient (winograd2: the numbers of runs made
-// before F(4x4) came in); direct keeps the direct kernels' sums, the numbers of runs made before
-// Winograd. One definition, so every command spells and checks it the same way.
+// the default and the fastest, picks F(4x4, 3x3) or F(2x2, 3x3) by layer (forward and data
+// gradient; the weight gradient F(3x3, 4x4) from 32x32 outputs); winograd2 and winograd4 force
+// one tile size for all three (winograd2: those layers' sums as before F(4x4) came in); direct
+// keeps the direct kernels' sums, as before Winograd. Other layers are not affected: since
+// 2026-12-07 strided layers take their data gradient per phase (conv_phase_data.cpp) under every
+// choice, so a whole run made before then is reproduced bit for bit only by a binary of its time.
+// One definition, so every command spells and checks it the same way.
 #pragma once
 #include <CLI/CLI.hpp>
 #include <algorithm>
