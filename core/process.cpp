@@ -25,6 +25,10 @@ void init_process(char** argv) {
     setenv("OMP_WAIT_POLICY", "passive", 1);
     reexec = true;
   }
+  if (!std::getenv("OPENBLAS_THREAD_TIMEOUT")) {
+    setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);  // 2^4 cycles: the shortest spin OpenBLAS allows
+    reexec = true;
+  }
   if (!reexec) return;
   setenv("LOWBIT_REEXEC", "1", 1);
   execv("/proc/self/exe", argv);
