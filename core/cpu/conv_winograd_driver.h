@@ -104,12 +104,14 @@ const float* transform_weights(std::vector<Block>& blocks, const float* w, int64
 // Within one vector of a block's tiles, a run of lanes [lane, lane + len) on one tile row: its
 // output rows start at y offset `at` (from the pass's first image, channel 0), `cols` outputs wide
 // (R * len, less where the row's last tile sticks out), `rows` of them (R, less at the bottom);
-// `direct` when its outputs are whole vectors of the interleaved rows, stored straight to y.
+// `direct` when its outputs are whole vectors of the interleaved rows, stored straight to y;
+// `halves` when they are whole half vectors (AVX-512: 8-float rows, such as F(4x4)'s two tiles
+// of an 8x8 output), stored straight to y half by half.
 struct Run {
   int lane, len;
   int64_t at, cols;
   int rows;
-  bool direct;
+  bool direct, halves;
 };
 using RunsOfBlock = std::vector<std::vector<Run>>;  // per vector of the block's tiles
 
@@ -122,9 +124,11 @@ inline RunsOfBlock block_runs(int64_t t0, int64_t nt, int R, const Tiling& t) {
       const int64_t tw = tt % t.TW;
       const int64_t len = std::min<int64_t>({W - l, nt - v - l, t.TW - tw});
       const int64_t cols = std::min(R * len, t.OW - R * tw);
-      const bool direct = (R * l) % W == 0 && (R * len) % W == 0 && cols == R * len;
+      const bool whole = cols == R * len;
+      const bool direct = whole && (R * l) % W == 0 && (R * len) % W == 0;
+      const bool halves = LB_SIMD == 512 && whole && !direct && (R * l) % 8 == 0 && (R * len) % 8 == 0;
       rv.push_back({(int)l, (int)len, im * t.O * t.OH * t.OW + R * th * t.OW + R * tw, cols,
-                    (int)std::min<int64_t>(R, t.OH - R * th), direct});
+                    (int)std::min<int64_t>(R, t.OH - R * th), direct, halves});
       l += len;
     }
     runs.push_back(std::move(rv));
@@ -149,9 +153,11 @@ inline void interleave2(V* out, V a, V b) {
 
 // Stores output row i of one vector's tiles into channel plane yo: out holds R vectors, tile lane
 // l's R outputs at floats [R*l, R*l + R). Direct runs go straight to y (a buffer and a copy per
-// run made the output transform of 32x32 layers 5% slower), the others through `row` (R * W
-// floats). With Acc the outputs are added into what y holds (y + output, the engine's order when
-// it adds a gradient into a pending one), instead of stored over it.
+// run made the output transform of 32x32 layers 5% slower), and so do runs of half vectors (8x8
+// outputs on F(4x4): through the buffer, masked copies of 8 floats were a third of the
+// transform's samples); the others through `row` (R * W floats). With Acc the outputs are added
+// into what y holds (y + output, the engine's order when it adds a gradient into a pending one),
+// instead of stored over it.
 template <int R, bool Acc = false>
 inline void store_row(float* yo, int i, const V* out, const std::vector<Run>& runs, int64_t OW,
                       float* row) {
@@ -166,6 +172,17 @@ inline void store_row(float* yo, int i, const V* out, const std::vector<Run>& ru
       }
       continue;
     }
+#if LB_SIMD == 512
+    if (r.halves) {  // half h of out[h / 2] to d: lanes 0-7 stored at d, or lanes 8-15 at d - 8 + 8
+      for (int h = R * r.lane / 8; h < R * (r.lane + r.len) / 8; ++h) {
+        float* d = dst + h * 8 - R * r.lane - (h & 1) * 8;
+        const __mmask16 m = h & 1 ? 0xFF00 : 0x00FF;
+        const V v = out[h / 2];
+        _mm512_mask_storeu_ps(d, m, Acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), v) : v);
+      }
+      continue;
+    }
+#endif
     if (!buffered) {
       for (int k = 0; k < R; ++k) Simd::store(row + k * W, out[k]);
       buffered = true;
