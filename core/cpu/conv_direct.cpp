@@ -64,6 +64,16 @@ void conv2d_backward_data_direct(float*, const float*, const float*, const ConvG
 void conv2d_backward_weight_direct(float*, const float*, const float*, const ConvGeom&) {
   LB_FAIL("conv2d_backward_weight_direct: this build has no AVX2/FMA or AVX-512 kernels");
 }
+struct DirectPlan {};
+void DirectPlanDeleter::operator()(DirectPlan* p) const { delete p; }
+DirectPlanPtr plan_direct(const float*, const ConvGeom&, int) {
+  LB_FAIL("plan_direct: this build has no AVX2/FMA or AVX-512 kernels");
+}
+DirectImageBuffers::DirectImageBuffers(const DirectPlan&) {}
+void direct_image(const DirectPlan&, float*, const float*, const float*, int64_t,
+                  const ConvEpilogue<float>*, DirectImageBuffers&) {
+  LB_FAIL("direct_image: this build has no AVX2/FMA or AVX-512 kernels");
+}
 
 #else
 
@@ -204,64 +214,100 @@ int pick_tile_nq(const ConvGeom& g, int force_nq) {
   return conv_tiles::pick_nq(g.O / g.groups, grid_positions(g), force_nq);
 }
 
-// y (N, O, OH, OW) = conv(x, w) (+ b), then ep on each plane: the forward pass, and the data
-// gradient through the flipped-and-transposed geometry.
-void conv_on_grid(float* y, const float* x, const float* w, const float* b, const ConvGeom& g,
-                  int force_nq, const ConvEpilogue<float>* ep) {
+}  // namespace
+
+// What conv_on_grid computes once per call: the grid, the taps' offsets and the packed weights.
+struct DirectPlan {
+  ConvGeom g;
+  int nq = 0;
+  int64_t tile = 0;
+  Grid gr;
+  std::vector<int64_t> koff;
+  std::vector<float> packed;
+  std::vector<Block> blocks;
+  bool in_place = false;  // the grid is the image itself (grid_is_image)
+};
+
+void DirectPlanDeleter::operator()(DirectPlan* p) const { delete p; }
+
+DirectPlanPtr plan_direct(const float* w, const ConvGeom& g, int force_nq) {
   LB_CHECK(force_nq >= 0 && force_nq <= conv_tiles::kMaxNQ, "conv2d direct: tile of ", force_nq,
            " position vectors, this build has 1 to ", conv_tiles::kMaxNQ);
-  const int nq = pick_tile_nq(g, force_nq);
-  const int64_t tile = nq * W, max_mr = conv_tiles::max_mr(nq);
-  const Grid gr = make_grid(g, tile);
-  const int64_t cg = g.C / g.groups, K = cg * g.KH * g.KW, ohw = g.OH * g.OW;
-  const std::vector<int64_t> koff = tap_offsets(cg, g, gr);
-  std::vector<float> packed;
-  const std::vector<Block> blocks = pack_weights(packed, w, g.O, g.groups, K, max_mr);
+  DirectPlanPtr p(new DirectPlan);
+  p->g = g;
+  p->nq = pick_tile_nq(g, force_nq);
+  p->tile = p->nq * W;
+  p->gr = make_grid(g, p->tile);
+  const int64_t cg = g.C / g.groups;
+  p->koff = tap_offsets(cg, g, p->gr);
+  p->blocks = pack_weights(p->packed, w, g.O, g.groups, cg * g.KH * g.KW,
+                           conv_tiles::max_mr(p->nq));
   // A plain 1x1 layer whose positions fill whole tiles: its grid is the image itself (no
   // padding, no thrown-away columns, no slack), so the tiles read x and write y where they lie,
   // skipping the copies in and out (ShuffleNetV2's 116->116 8x8 forward 0.85-0.89 -> 0.74-0.81
   // ms, docs/perf.md). The same sums in the same order: the same bits.
-  const bool in_place = grid_is_image(g, gr);
-  conv_for_image_chunks(g.N, g.O * K * ohw, [&](int64_t, int64_t n0, int64_t n1) {
-    std::vector<float> xbuf, ybuf;
-    if (!in_place) xbuf.assign((size_t)(g.C * gr.cstride), 0.0f), ybuf.resize((size_t)(g.O * gr.Qr));
-    for (int64_t n = n0; n < n1; ++n) {
-      const float* xn = x + n * g.C * g.H * g.W;
-      float* yn = y + n * g.O * ohw;
-      const float* xp = in_place ? xn : xbuf.data();
-      float* yg = in_place ? yn : ybuf.data();
-      if (!in_place) fill_planes(xbuf.data(), xn, gr);
-      // Cache blocking: a pass takes a group of channel blocks (at most kPassO channels) and a
-      // range of taps whose packed weights fit in kPassBytes (L2); inside it positions run
-      // outer and channel blocks inner, so the taps x tile input window is read from L1 by every
-      // block. Later tap ranges add onto the earlier ones: a fixed order of summation.
-      for (size_t b0 = 0, b1; b0 < blocks.size(); b0 = b1) {
-        int64_t chans = 0;
-        for (b1 = b0; b1 < blocks.size() && (b1 == b0 || chans + blocks[b1].mr <= kPassO); ++b1)
-          chans += blocks[b1].mr;
-        const int64_t kpass = std::max<int64_t>(8, kPassBytes / (int64_t)sizeof(float) / chans);
-        for (int64_t k0 = 0; k0 < K; k0 += kpass) {
-          const int64_t kn = std::min(kpass, K - k0);
-          for (int64_t q = 0; q < gr.Qr; q += tile)
-            for (size_t bi = b0; bi < b1; ++bi) {
-              const Block& bl = blocks[bi];
-              conv_tiles::fwd_tile_fn(bl.mr, nq)(
-                  yg + bl.o * gr.Qr + q, gr.Qr, xp + bl.group * cg * gr.cstride + q,
-                  koff.data() + k0, kn, packed.data() + bl.packed + k0 * bl.mr, k0 > 0);
-            }
+  p->in_place = grid_is_image(g, p->gr);
+  return p;
+}
+
+DirectImageBuffers::DirectImageBuffers(const DirectPlan& p) {
+  if (!p.in_place)
+    x.assign((size_t)(p.g.C * p.gr.cstride), 0.0f), y.resize((size_t)(p.g.O * p.gr.Qr));
+}
+
+void direct_image(const DirectPlan& p, float* yn, const float* xn, const float* b, int64_t n,
+                  const ConvEpilogue<float>* ep, DirectImageBuffers& buf) {
+  const ConvGeom& g = p.g;
+  const Grid& gr = p.gr;
+  const int64_t cg = g.C / g.groups, K = cg * g.KH * g.KW, ohw = g.OH * g.OW;
+  const float* xp = p.in_place ? xn : buf.x.data();
+  float* yg = p.in_place ? yn : buf.y.data();
+  if (!p.in_place) fill_planes(buf.x.data(), xn, gr);
+  // Cache blocking: a pass takes a group of channel blocks (at most kPassO channels) and a
+  // range of taps whose packed weights fit in kPassBytes (L2); inside it positions run
+  // outer and channel blocks inner, so the taps x tile input window is read from L1 by every
+  // block. Later tap ranges add onto the earlier ones: a fixed order of summation.
+  const std::vector<Block>& blocks = p.blocks;
+  for (size_t b0 = 0, b1; b0 < blocks.size(); b0 = b1) {
+    int64_t chans = 0;
+    for (b1 = b0; b1 < blocks.size() && (b1 == b0 || chans + blocks[b1].mr <= kPassO); ++b1)
+      chans += blocks[b1].mr;
+    const int64_t kpass = std::max<int64_t>(8, kPassBytes / (int64_t)sizeof(float) / chans);
+    for (int64_t k0 = 0; k0 < K; k0 += kpass) {
+      const int64_t kn = std::min(kpass, K - k0);
+      for (int64_t q = 0; q < gr.Qr; q += p.tile)
+        for (size_t bi = b0; bi < b1; ++bi) {
+          const Block& bl = blocks[bi];
+          conv_tiles::fwd_tile_fn(bl.mr, p.nq)(
+              yg + bl.o * gr.Qr + q, gr.Qr, xp + bl.group * cg * gr.cstride + q,
+              p.koff.data() + k0, kn, p.packed.data() + bl.packed + k0 * bl.mr, k0 > 0);
         }
-      }
-      for (int64_t o = 0; o < g.O; ++o) {
-        // + bias even when there is none (+ 0.0f turns a -0 sum into +0, as it always has).
-        const float bias = b ? b[o] : 0.0f;
-        for (int64_t oh = 0; oh < g.OH; ++oh) {
-          const float* src = yg + o * gr.Qr + oh * gr.Wp;
-          float* dst = yn + (o * g.OH + oh) * g.OW;
-          for (int64_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow] + bias;
-        }
-        conv_epilogue_plane(yn + o * ohw, ohw, ep, n, o, g.O);
-      }
     }
+  }
+  for (int64_t o = 0; o < g.O; ++o) {
+    // + bias even when there is none (+ 0.0f turns a -0 sum into +0, as it always has).
+    const float bias = b ? b[o] : 0.0f;
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+      const float* src = yg + o * gr.Qr + oh * gr.Wp;
+      float* dst = yn + (o * g.OH + oh) * g.OW;
+      for (int64_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow] + bias;
+    }
+    conv_epilogue_plane(yn + o * ohw, ohw, ep, n, o, g.O);
+  }
+}
+
+namespace {
+
+// y (N, O, OH, OW) = conv(x, w) (+ b), then ep on each plane: the forward pass, and the data
+// gradient through the flipped-and-transposed geometry.
+void conv_on_grid(float* y, const float* x, const float* w, const float* b, const ConvGeom& g,
+                  int force_nq, const ConvEpilogue<float>* ep) {
+  const DirectPlanPtr p = plan_direct(w, g, force_nq);
+  const int64_t K = g.C / g.groups * g.KH * g.KW, ohw = g.OH * g.OW;
+  conv_for_image_chunks(g.N, g.O * K * ohw, [&](int64_t, int64_t n0, int64_t n1) {
+    DirectImageBuffers buf(*p);
+    for (int64_t n = n0; n < n1; ++n)
+      direct_image(*p, y + n * g.O * ohw, x + n * g.C * g.H * g.W, b, n, ep, buf);
   });
 }
 

@@ -17,6 +17,7 @@
 // Results depend only on the inputs (each output is summed in a fixed order; the weight gradient
 // is reduced per image chunk in chunk order), so a given thread count gives the same bits.
 #pragma once
+#include <memory>
 #include <vector>
 
 #include "core/cpu/conv_kernels.h"
@@ -47,6 +48,24 @@ void conv2d_backward_data_direct(float* dx, const float* dy, const float* w, con
                                  int tile_nq = 0);
 int conv_direct_max_tile_nq();
 void conv2d_backward_weight_direct(float* dw, const float* dy, const float* x, const ConvGeom& g);
+
+// The forward kernel an image at a time, for callers with their own loop over images (the phased
+// data gradient, conv_phase_data.cpp): plan_direct packs w for g (whose N is unused) once;
+// direct_image then computes image n's outputs yn (O, OH, OW) from xn (C, H, W), + b, then ep,
+// exactly as conv2d_forward_direct does for that image. buf: one per thread, reused per image.
+struct DirectPlan;
+struct DirectPlanDeleter {
+  void operator()(DirectPlan* p) const;
+};
+using DirectPlanPtr = std::unique_ptr<DirectPlan, DirectPlanDeleter>;
+DirectPlanPtr plan_direct(const float* w, const ConvGeom& g, int tile_nq = 0);
+struct DirectImageBuffers {
+  DirectImageBuffers() = default;  // none (a phase without taps)
+  explicit DirectImageBuffers(const DirectPlan& p);
+  std::vector<float> x, y;  // the planes (borders zeroed once) and the output grid
+};
+void direct_image(const DirectPlan& p, float* yn, const float* xn, const float* b, int64_t n,
+                  const ConvEpilogue<float>* ep, DirectImageBuffers& buf);
 
 // The data gradient of a stride-1 convolution whose padding is at most the dilated kernel extent
 // minus one is again a convolution: dx = conv(dy, w') in the geometry conv_data_grad_geom(g)

@@ -10,10 +10,10 @@
 // of dy with kernel rows kh_max, kh_max - s, ... (Ka of them, from d_min = d(kh_max) up):
 //   dx[c][s*i + a][s*j + b] = sum_{o, m < Ka, n < Kb} dy[o][i + dmin_a + m][j + dmin_b + n]
 //                                                     * w[o][c][khmax_a - s*m][kwmax_b - s*n].
-// Each phase runs on the direct kernels (conv2d_forward_direct) with dy as the input and the
+// Each phase runs on the direct kernels (plan_direct / direct_image) with dy as the input and the
 // picked taps as a (C, O, Ka, Kb) weight, padded so that every wanted output lies in its result
-// (an extra row or column where Ka or Kb is even); the phases' results are then interleaved into
-// dx. For 3x3 stride 2 the phases have 1x1, 1x2, 2x1 and 2x2 taps: the 9 of the layer, no zero
+// (an extra row or column where Ka or Kb is even); the phases' results for one image are then
+// interleaved into dx while they are in cache. For 3x3 stride 2 the phases have 1x1, 1x2, 2x1 and 2x2 taps: the 9 of the layer, no zero
 // products. Each dx element is summed in one fixed order (the direct kernels'): the bits do not
 // depend on the thread count.
 #include <algorithm>
@@ -108,19 +108,17 @@ void conv2d_backward_data_phases(float* dx, const float* dy, const float* w, con
   std::vector<PhaseDim> rows(sh), cols(sw);
   for (int64_t a = 0; a < sh; ++a) rows[a] = phase_dim(a, sh, g.KH, g.ph, g.H, g.OH);
   for (int64_t b = 0; b < sw; ++b) cols[b] = phase_dim(b, sw, g.KW, g.pw, g.W, g.OW);
-  // Each phase's sub-convolution result, (N, C, rows.out, cols.out), one after another.
+  // Per live phase: its sub-convolution (dy as the input, dx's channels as the outputs) planned
+  // once, and where its result for one image, (C, rows.out, cols.out), lies in a thread's buffer.
+  std::vector<DirectPlanPtr> plans((size_t)phases);
   std::vector<int64_t> at(phases + 1, 0);
+  int64_t cost = 0;
   for (int64_t p = 0; p < phases; ++p) {
     const PhaseDim &r = rows[p / sw], &c = cols[p % sw];
-    const bool live = r.taps && c.taps && r.count && c.count;
-    at[p + 1] = at[p] + (live ? g.N * g.C * r.out * c.out : 0);
-  }
-  float* res = thread_scratch(kScratchPhaseData, (size_t)std::max<int64_t>(1, at[phases]));
-  for (int64_t p = 0; p < phases; ++p) {
-    if (at[p + 1] == at[p]) continue;
-    const PhaseDim &r = rows[p / sw], &c = cols[p % sw];
-    ConvGeom s = g;  // dy as the input, dx's channels as the outputs
-    s.C = g.O, s.H = g.OH, s.W = g.OW, s.O = g.C;
+    at[p + 1] = at[p];
+    if (!(r.taps && c.taps && r.count && c.count)) continue;
+    ConvGeom s = g;
+    s.N = 1, s.C = g.O, s.H = g.OH, s.W = g.OW, s.O = g.C;
     s.KH = r.taps, s.KW = c.taps, s.sh = s.sw = 1, s.ph = r.pad, s.pw = c.pad;
     s.OH = r.out, s.OW = c.out;
     std::vector<float> wp((size_t)(g.C * g.O * r.taps * c.taps));
@@ -130,27 +128,43 @@ void conv2d_backward_data_phases(float* dx, const float* dy, const float* w, con
           for (int64_t n = 0; n < c.taps; ++n)
             wp[(size_t)(((ci * g.O + o) * r.taps + m) * c.taps + n)] =
                 w[((o * g.C + ci) * g.KH + (r.kmax - sh * m)) * g.KW + (c.kmax - sw * n)];
-    conv2d_forward_direct(res + at[p], dy, wp.data(), nullptr, s);
+    plans[(size_t)p] = plan_direct(wp.data(), s);
+    at[p + 1] += g.C * r.out * c.out;
+    cost += g.C * g.O * r.taps * c.taps * r.out * c.out;
   }
-  // Interleave: row h = sh*i + a of each (image, channel) plane from the phases (a, b).
-  parallel_for(g.N * g.C, g.H * g.W, [&](int64_t p0, int64_t p1) {
+  // An image at a time: its phases into a buffer that stays in cache, then interleaved into dx
+  // at once (all phases of all images first wrote and read back a buffer of dx's size, and each
+  // phase's planes were filled in a pass of their own).
+  conv_for_image_chunks(g.N, cost, [&](int64_t, int64_t n0, int64_t n1) {
+    std::vector<DirectImageBuffers> bufs;
+    for (int64_t p = 0; p < phases; ++p)
+      bufs.emplace_back(plans[(size_t)p] ? DirectImageBuffers(*plans[(size_t)p]) : DirectImageBuffers());
+    std::vector<float> res((size_t)std::max<int64_t>(1, at[phases]));
     std::vector<const float*> src((size_t)sw);
-    for (int64_t pc = p0; pc < p1; ++pc)
-      for (int64_t h = 0; h < g.H; ++h) {
-        const int64_t a = h % sh, i = h / sh;
-        for (int64_t b = 0; b < sw; ++b) {
-          const int64_t p = a * sw + b;
-          const PhaseDim &r = rows[a], &c = cols[b];
-          src[b] = at[p + 1] == at[p]
-                       ? nullptr
-                       : res + at[p] + (pc * r.out + i + r.off) * c.out + c.off;
+    for (int64_t n = n0; n < n1; ++n) {
+      const float* dyn = dy + n * g.O * g.OH * g.OW;
+      for (int64_t p = 0; p < phases; ++p)
+        if (plans[(size_t)p])
+          direct_image(*plans[(size_t)p], res.data() + at[p], dyn, nullptr, 0, nullptr,
+                       bufs[(size_t)p]);
+      // Row h = sh*i + a of each channel plane from the phases (a, b).
+      for (int64_t ci = 0; ci < g.C; ++ci)
+        for (int64_t h = 0; h < g.H; ++h) {
+          const int64_t a = h % sh, i = h / sh;
+          for (int64_t b = 0; b < sw; ++b) {
+            const int64_t p = a * sw + b;
+            const PhaseDim &r = rows[a], &c = cols[b];
+            src[b] = plans[(size_t)p]
+                         ? res.data() + at[p] + (ci * r.out + i + r.off) * c.out + c.off
+                         : nullptr;
+          }
+          float* dst = dx + ((n * g.C + ci) * g.H + h) * g.W;
+          if (accumulate)
+            interleave_row<true>(dst, src.data(), sw, cols[0].count, g.W);
+          else
+            interleave_row<false>(dst, src.data(), sw, cols[0].count, g.W);
         }
-        float* dst = dx + (pc * g.H + h) * g.W;
-        if (accumulate)
-          interleave_row<true>(dst, src.data(), sw, cols[0].count, g.W);
-        else
-          interleave_row<false>(dst, src.data(), sw, cols[0].count, g.W);
-      }
+    }
   });
 }
 

@@ -74,7 +74,6 @@ enum ScratchSlot : int {
   kScratchDwIn,           // conv_depthwise_lanes.cpp, per task: channels in lanes
   kScratchDwTmp,
   kScratchDwOut,
-  kScratchPhaseData,      // conv_phase_data.cpp, the calling thread: the phases' results
   kScratchSlots
 };
 
