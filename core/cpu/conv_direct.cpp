@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/cpu/conv_util.h"
+#include "core/cpu/split_row.h"
 #include "core/cpu/transpose.h"
 #include "core/error.h"
 #include "core/cpu/simd.h"
@@ -145,7 +146,12 @@ void fill_planes(float* xp, const float* x, const Grid& gr) {
       const int64_t r = h + gr.ph;
       float* row = xp + c * gr.cstride + (r % gr.sh) * gr.sw * gr.plane + (r / gr.sh) * gr.Wp;
       const float* src = x + (c * gr.H + h) * gr.W;
-      for (int64_t w = 0; w < gr.W; ++w) row[gr.col_at[(size_t)w]] = src[w];
+      // Stride 2 across: a vector deinterleave onto the two phases. (The scalar scatter below,
+      // one table load a pixel, cost ResNet-20's 16->32 stride-2 layer a sixth of its forward
+      // and its weight gradient, and its time moved by 10% with where the buffers lay.)
+      if (gr.sw == 2) split_row(row, row + gr.plane, src, gr.W, gr.pw);
+      else
+        for (int64_t w = 0; w < gr.W; ++w) row[gr.col_at[(size_t)w]] = src[w];
     }
 }
 
