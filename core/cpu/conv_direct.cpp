@@ -147,8 +147,8 @@ void fill_planes(float* xp, const float* x, const Grid& gr) {
       float* row = xp + c * gr.cstride + (r % gr.sh) * gr.sw * gr.plane + (r / gr.sh) * gr.Wp;
       const float* src = x + (c * gr.H + h) * gr.W;
       // Stride 2 across: a vector deinterleave onto the two phases. (The scalar scatter below,
-      // one table load a pixel, cost ResNet-20's 16->32 stride-2 layer a sixth of its forward
-      // and its weight gradient, and its time moved by 10% with where the buffers lay.)
+      // a table load and a store a pixel, held 14-21% of a bench-ops run of ResNet-20's 16->32
+      // stride-2 layer, and its speed changed by 10% between two builds that did not touch it.)
       if (gr.sw == 2) split_row(row, row + gr.plane, src, gr.W, gr.pw);
       else
         for (int64_t w = 0; w < gr.W; ++w) row[gr.col_at[(size_t)w]] = src[w];

@@ -154,8 +154,8 @@ inline void interleave2(V* out, V a, V b) {
 // Stores output row i of one vector's tiles into channel plane yo: out holds R vectors, tile lane
 // l's R outputs at floats [R*l, R*l + R). Direct runs go straight to y (a buffer and a copy per
 // run made the output transform of 32x32 layers 5% slower), and so do runs of half vectors (8x8
-// outputs on F(4x4): through the buffer, masked copies of 8 floats were a third of the
-// transform's samples); the others through `row` (R * W floats). With Acc the outputs are added
+// outputs on F(4x4): through the buffer, their masked copies took about a tenth of the Winograd
+// forward's own samples in a ResNet-20 training step); the others through `row` (R * W floats). With Acc the outputs are added
 // into what y holds (y + output, the engine's order when it adds a gradient into a pending one),
 // instead of stored over it.
 template <int R, bool Acc = false>
