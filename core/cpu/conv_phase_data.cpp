@@ -13,8 +13,9 @@
 // Each phase runs on the direct kernels (plan_direct / direct_image) with dy as the input and the
 // picked taps as a (C, O, Ka, Kb) weight, padded so that every wanted output lies in its result
 // (an extra row or column where Ka or Kb is even); the phases' results for one image are then
-// interleaved into dx while they are in cache. For 3x3 stride 2 the phases have 1x1, 1x2, 2x1 and 2x2 taps: the 9 of the layer, no zero
-// products. Each dx element is summed in one fixed order (the direct kernels'): the bits do not
+// interleaved into dx while they are in cache. For 3x3 stride 2 the phases have 1x1, 1x2, 2x1
+// and 2x2 taps: the 9 of the layer, no zero products. Each dx element is summed in one fixed
+// order (the direct kernels'): the bits do not
 // depend on the thread count.
 #include <algorithm>
 #include <vector>
@@ -138,7 +139,8 @@ void conv2d_backward_data_phases(float* dx, const float* dy, const float* w, con
   conv_for_image_chunks(g.N, cost, [&](int64_t, int64_t n0, int64_t n1) {
     std::vector<DirectImageBuffers> bufs;
     for (int64_t p = 0; p < phases; ++p)
-      bufs.emplace_back(plans[(size_t)p] ? DirectImageBuffers(*plans[(size_t)p]) : DirectImageBuffers());
+      bufs.emplace_back(plans[(size_t)p] ? DirectImageBuffers(*plans[(size_t)p])
+                                         : DirectImageBuffers());
     std::vector<float> res((size_t)std::max<int64_t>(1, at[phases]));
     std::vector<const float*> src((size_t)sw);
     for (int64_t n = n0; n < n1; ++n) {

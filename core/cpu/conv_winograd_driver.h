@@ -126,7 +126,8 @@ inline RunsOfBlock block_runs(int64_t t0, int64_t nt, int R, const Tiling& t) {
       const int64_t cols = std::min(R * len, t.OW - R * tw);
       const bool whole = cols == R * len;
       const bool direct = whole && (R * l) % W == 0 && (R * len) % W == 0;
-      const bool halves = LB_SIMD == 512 && whole && !direct && (R * l) % 8 == 0 && (R * len) % 8 == 0;
+      const bool halves =
+          LB_SIMD == 512 && whole && !direct && (R * l) % 8 == 0 && (R * len) % 8 == 0;
       rv.push_back({(int)l, (int)len, im * t.O * t.OH * t.OW + R * th * t.OW + R * tw, cols,
                     (int)std::min<int64_t>(R, t.OH - R * th), direct, halves});
       l += len;
@@ -155,9 +156,9 @@ inline void interleave2(V* out, V a, V b) {
 // l's R outputs at floats [R*l, R*l + R). Direct runs go straight to y (a buffer and a copy per
 // run made the output transform of 32x32 layers 5% slower), and so do runs of half vectors (8x8
 // outputs on F(4x4): through the buffer, their masked copies took about a tenth of the Winograd
-// forward's own samples in a ResNet-20 training step); the others through `row` (R * W floats). With Acc the outputs are added
-// into what y holds (y + output, the engine's order when it adds a gradient into a pending one),
-// instead of stored over it.
+// forward's own samples in a ResNet-20 training step); the others through `row` (R * W floats).
+// With Acc the outputs are added into what y holds (y + output, the engine's order when it adds a
+// gradient into a pending one), instead of stored over it.
 template <int R, bool Acc = false>
 inline void store_row(float* yo, int i, const V* out, const std::vector<Run>& runs, int64_t OW,
                       float* row) {
