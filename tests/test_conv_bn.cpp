@@ -9,10 +9,8 @@
 
 #include <cstring>
 #include <string>
-#include <vector>
 
 #include "core/autograd.h"
-#include "core/cpu/conv_winograd.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "layers/layers.h"
@@ -64,12 +62,22 @@ Tensor composed(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dO
   return act == FusedAct::relu6 ? relu6(s) : s;
 }
 
-// conv2d_bn_act against the separate ops for every activation, with and without bias and
-// residual, on 1 and 2 threads.
-void check_fused_equals_composed(const std::vector<Case>& cases, std::vector<DType> dtypes) {
+}  // namespace
+
+TEST_CASE("conv2d_bn_act equals conv2d, batch_norm2d (eval) and the residual ops bit for bit") {
+  const Case cases[] = {
+      {"direct 16->16 3x3", 3, 16, 12, 12, 16, 3, 1, 1, 1},
+      {"direct stride 2 (phases)", 3, 8, 16, 16, 16, 3, 2, 1, 1},
+      {"direct 1x1 stride 2", 2, 8, 16, 16, 16, 1, 2, 0, 1},
+      {"direct groups 2", 2, 8, 10, 10, 12, 3, 1, 1, 2},
+      {"im2col, images side by side (4x4)", 5, 16, 4, 4, 24, 3, 1, 1, 1},
+      {"pointwise 1x1 at 4x4", 3, 16, 4, 4, 8, 1, 1, 0, 1},
+      {"depthwise on the grid", 2, 8, 9, 9, 8, 3, 1, 1, 8},
+      {"depthwise stride 2", 2, 8, 9, 9, 16, 3, 2, 1, 8},
+  };
   const FusedAct acts[] = {FusedAct::none, FusedAct::relu, FusedAct::relu6};
   NoGradGuard ng;
-  for (DType dt : dtypes)
+  for (DType dt : {DType::f32, DType::f64})
     for (const Case& cs : cases)
       for (int threads : {1, 2}) {
         Threads tc(threads);
@@ -77,7 +85,7 @@ void check_fused_equals_composed(const std::vector<Case>& cases, std::vector<DTy
         o.stride[0] = o.stride[1] = cs.stride;
         o.padding[0] = o.padding[1] = cs.pad;
         o.groups = cs.groups;
-        const uint64_t s0 = 100 * (uint64_t)(&cs - cases.data());
+        const uint64_t s0 = 100 * (uint64_t)(&cs - cases);
         Tensor x = rand_tensor({cs.n, cs.c, cs.h, cs.w}, dt, s0 + 1, -3, 3);
         Tensor w = rand_tensor({cs.o, cs.c / cs.groups, cs.k, cs.k}, dt, s0 + 2);
         Tensor b = rand_tensor({cs.o}, dt, s0 + 3);
@@ -107,39 +115,6 @@ void check_fused_equals_composed(const std::vector<Case>& cases, std::vector<DTy
                         composed(x, w, Tensor(), o, Tensor(), Tensor(), rm, rv, res,
                                  FusedAct::relu)));
       }
-}
-
-}  // namespace
-
-TEST_CASE("conv2d_bn_act equals conv2d, batch_norm2d (eval) and the residual ops bit for bit") {
-  check_fused_equals_composed({
-      {"direct 16->16 3x3", 3, 16, 12, 12, 16, 3, 1, 1, 1},
-      {"direct stride 2 (phases)", 3, 8, 16, 16, 16, 3, 2, 1, 1},
-      {"direct 1x1 stride 2", 2, 8, 16, 16, 16, 1, 2, 0, 1},
-      {"direct groups 2", 2, 8, 10, 10, 12, 3, 1, 1, 2},
-      {"im2col, images side by side (4x4)", 5, 16, 4, 4, 24, 3, 1, 1, 1},
-      {"pointwise 1x1 at 4x4", 3, 16, 4, 4, 8, 1, 1, 0, 1},
-      {"depthwise on the grid", 2, 8, 9, 9, 8, 3, 1, 1, 8},
-      {"depthwise stride 2", 2, 8, 9, 9, 16, 3, 2, 1, 8},
-  }, {DType::f32, DType::f64});
-}
-
-// The Winograd kernels apply the epilogue as they store each vector of outputs: whole vectors
-// (outputs 16 wide and up), half vectors (F(4x4) on 8x8 outputs), and runs through a row buffer
-// (widths no vector divides); with F(2x2) and F(4x4) forced, each path meets each epilogue.
-TEST_CASE("conv2d_bn_act on the Winograd kernels: every store path, both tiles") {
-  const int saved = conv_winograd_tile();
-  for (int tile : {2, 4}) {
-    CAPTURE(tile);
-    conv_winograd_tile() = tile;
-    check_fused_equals_composed({{"whole vectors, 32x32", 2, 8, 32, 32, 8, 3, 1, 1, 1},
-                                 {"whole vectors, 16x16", 3, 8, 16, 16, 12, 3, 1, 1, 1},
-                                 {"half vectors with F(4x4), 8x8", 5, 16, 8, 8, 16, 3, 1, 1, 1},
-                                 {"row buffer, 12x12", 3, 8, 12, 12, 8, 3, 1, 1, 1},
-                                 {"row buffer, partial tiles, 7x9", 3, 8, 7, 9, 8, 3, 1, 1, 1}},
-                                {DType::f32});
-  }
-  conv_winograd_tile() = saved;
 }
 
 TEST_CASE("conv2d_bn_act rejects bad input with the reason") {
