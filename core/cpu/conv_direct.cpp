@@ -96,8 +96,8 @@ struct Grid {
   int64_t cstride = 0;     // floats per channel: its sh*sw phase planes
   int64_t OH = 0, OW = 0;  // the true output size
   int64_t Q = 0, Qr = 0;   // grid positions OH * Wp, and that rounded up to the tile width
-  // Stride > 1: where input column w lands within the phase row of its phase (a division per
-  // pixel in fill_planes cost more than the copy itself).
+  // Strides over 2 across: where input column w lands within the phase row of its phase (a
+  // division per pixel in fill_planes cost more than the copy itself).
   std::vector<int64_t> col_at;
 };
 
@@ -123,7 +123,7 @@ Grid make_grid(const ConvGeom& g, int64_t tile) {
   // Hp*Wp: so a plane needs Hp*Wp + (Qr - Q) + reach_w floats.
   r.plane = round_up(r.Hp * r.Wp + (r.Qr - r.Q) + reach_w, W);
   r.cstride = g.sh * g.sw * r.plane;
-  if (g.sh > 1 || g.sw > 1)
+  if (g.sw > 2)
     for (int64_t w = 0; w < g.W; ++w) {
       const int64_t col = w + g.pw;
       r.col_at.push_back((col % g.sw) * r.plane + col / g.sw);
@@ -134,24 +134,21 @@ Grid make_grid(const ConvGeom& g, int64_t tile) {
 // Copies image x (C, H, W) into the interiors of the phase planes, whose borders and slack are
 // zero already (zeroed once per buffer and never written).
 void fill_planes(float* xp, const float* x, const Grid& gr) {
-  if (gr.sh == 1 && gr.sw == 1) {
-    for (int64_t c = 0; c < gr.C; ++c)
-      for (int64_t h = 0; h < gr.H; ++h)
-        std::memcpy(xp + c * gr.cstride + (h + gr.ph) * gr.Wp + gr.pw, x + (c * gr.H + h) * gr.W,
-                    (size_t)gr.W * sizeof(float));
-    return;
-  }
   for (int64_t c = 0; c < gr.C; ++c)
     for (int64_t h = 0; h < gr.H; ++h) {
       const int64_t r = h + gr.ph;
       float* row = xp + c * gr.cstride + (r % gr.sh) * gr.sw * gr.plane + (r / gr.sh) * gr.Wp;
       const float* src = x + (c * gr.H + h) * gr.W;
-      // Stride 2 across: a vector deinterleave onto the two phases. (The scalar scatter below,
-      // a table load and a store a pixel, held 14-21% of a bench-ops run of ResNet-20's 16->32
-      // stride-2 layer, and its speed changed by 10% between two builds that did not touch it.)
-      if (gr.sw == 2) split_row(row, row + gr.plane, src, gr.W, gr.pw);
-      else
+      if (gr.sw == 1) {
+        std::memcpy(row + gr.pw, src, (size_t)gr.W * sizeof(float));
+      } else if (gr.sw == 2) {
+        // A vector deinterleave onto the two phases. (The scalar scatter below, a table load
+        // and a store a pixel, held 14-21% of a bench-ops run of ResNet-20's 16->32 stride-2
+        // layer, and its speed changed by 10% between two builds that did not touch it.)
+        split_row(row, row + gr.plane, src, gr.W, gr.pw);
+      } else {
         for (int64_t w = 0; w < gr.W; ++w) row[gr.col_at[(size_t)w]] = src[w];
+      }
     }
 }
 
@@ -225,8 +222,7 @@ int pick_tile_nq(const ConvGeom& g, int force_nq) {
 // What conv_on_grid computes once per call: the grid, the taps' offsets and the packed weights.
 struct DirectPlan {
   ConvGeom g;
-  int nq = 0;
-  int64_t tile = 0;
+  int nq = 0;  // position vectors per tile
   Grid gr;
   std::vector<int64_t> koff;
   std::vector<float> packed;
@@ -242,8 +238,7 @@ DirectPlanPtr plan_direct(const float* w, const ConvGeom& g, int force_nq) {
   DirectPlanPtr p(new DirectPlan);
   p->g = g;
   p->nq = pick_tile_nq(g, force_nq);
-  p->tile = p->nq * W;
-  p->gr = make_grid(g, p->tile);
+  p->gr = make_grid(g, p->nq * W);
   const int64_t cg = g.C / g.groups;
   p->koff = tap_offsets(cg, g, p->gr);
   p->blocks = pack_weights(p->packed, w, g.O, g.groups, cg * g.KH * g.KW,
@@ -281,7 +276,7 @@ void direct_image(const DirectPlan& p, float* yn, const float* xn, const float* 
     const int64_t kpass = std::max<int64_t>(8, kPassBytes / (int64_t)sizeof(float) / chans);
     for (int64_t k0 = 0; k0 < K; k0 += kpass) {
       const int64_t kn = std::min(kpass, K - k0);
-      for (int64_t q = 0; q < gr.Qr; q += p.tile)
+      for (int64_t q = 0; q < gr.Qr; q += p.nq * W)
         for (size_t bi = b0; bi < b1; ++bi) {
           const Block& bl = blocks[bi];
           conv_tiles::fwd_tile_fn(bl.mr, p.nq)(
